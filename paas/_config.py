@@ -1,0 +1,137 @@
+"""Configuration objects, validated when they are built.
+
+Every check names the field and the value it got, so a typo in a deployment's
+settings fails at construction rather than deep inside the supervisor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from paas._errors import ConfigError
+
+START_METHODS = ("spawn", "forkserver")
+
+
+def _finite(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+
+
+def _whole(name: str, value: int, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient failures are retried.
+
+    The delay before retry number ``n`` (0-based) is
+    ``min(max_delay_s, base_delay_s * multiplier ** n)``, then reduced by up to
+    ``jitter`` of itself at random, so jitter never pushes it past the cap.
+    A task is proven at most ``max_retries + 1`` times.
+    """
+
+    max_retries: int = 3
+    base_delay_s: float = 0.5
+    multiplier: float = 2.0
+    max_delay_s: float = 30.0
+    jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        _whole("max_retries", self.max_retries, 0)
+        for name in ("base_delay_s", "multiplier", "max_delay_s", "jitter"):
+            _finite(name, getattr(self, name))
+        if self.base_delay_s < 0:
+            raise ConfigError(f"base_delay_s must be >= 0, got {self.base_delay_s}")
+        if self.multiplier < 1:
+            raise ConfigError(f"multiplier must be >= 1, got {self.multiplier}")
+        if self.max_delay_s < self.base_delay_s:
+            raise ConfigError(
+                f"max_delay_s must be >= base_delay_s ({self.base_delay_s}), "
+                f"got {self.max_delay_s}"
+            )
+        if not 0 <= self.jitter <= 1:
+            raise ConfigError(f"jitter must be in [0, 1], got {self.jitter}")
+
+
+@dataclass(frozen=True)
+class HeartbeatConfig:
+    """Worker liveness.
+
+    Each worker sends a heartbeat every ``interval_s`` from a thread of its own.
+    A worker silent for ``timeout_s`` is killed unless its CPU time grew since the
+    last check: a prover busy in native code that holds the GIL still burns CPU,
+    while a stopped or deadlocked process does not. ``start_timeout_s`` bounds how
+    long a new worker may take to report ready (imports, prover setup).
+    """
+
+    interval_s: float = 0.5
+    timeout_s: float = 10.0
+    start_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("interval_s", "timeout_s", "start_timeout_s"):
+            value = getattr(self, name)
+            _finite(name, value)
+            if value <= 0:
+                raise ConfigError(f"{name} must be > 0, got {value}")
+        if self.timeout_s <= self.interval_s:
+            raise ConfigError(
+                f"timeout_s must be > interval_s ({self.interval_s}), "
+                f"got {self.timeout_s}"
+            )
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Everything the service needs besides the registered programs.
+
+    ``pools`` maps each backend to its number of worker processes; every backend a
+    registered prover names needs a pool, and every pool needs a prover.
+    """
+
+    pools: Mapping[str, int]
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    start_method: str = "spawn"
+    max_message_bytes: int = 256 * 1024 * 1024
+    shutdown_grace_s: float = 5.0
+    fetch_threads: int = 4
+    restart_backoff_s: float = 0.2
+    restart_backoff_max_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pools, Mapping) or not self.pools:
+            raise ConfigError(f"pools must be a non-empty mapping, got {self.pools!r}")
+        for backend, size in self.pools.items():
+            if not isinstance(backend, str) or not backend:
+                raise ConfigError(f"pools keys must be non-empty str, got {backend!r}")
+            _whole(f"pools[{backend!r}]", size, 1)
+        object.__setattr__(self, "pools", MappingProxyType(dict(self.pools)))
+        if not isinstance(self.retry, RetryPolicy):
+            raise ConfigError(f"retry must be a RetryPolicy, got {self.retry!r}")
+        if not isinstance(self.heartbeat, HeartbeatConfig):
+            raise ConfigError(
+                f"heartbeat must be a HeartbeatConfig, got {self.heartbeat!r}"
+            )
+        if self.start_method not in START_METHODS:
+            raise ConfigError(
+                f"start_method must be one of {START_METHODS}, "
+                f"got {self.start_method!r}"
+            )
+        _whole("max_message_bytes", self.max_message_bytes, 1024)
+        _whole("fetch_threads", self.fetch_threads, 1)
+        for name in ("shutdown_grace_s", "restart_backoff_s", "restart_backoff_max_s"):
+            value = getattr(self, name)
+            _finite(name, value)
+            if value < 0:
+                raise ConfigError(f"{name} must be >= 0, got {value}")

@@ -1,0 +1,165 @@
+"""The one exception tree of paas, split by cause.
+
+    PaasError
+    ├── ConfigError (ValueError)         a configuration value is invalid
+    ├── UsageError                       the caller misused the API
+    │   ├── UnknownProgramError (KeyError)
+    │   ├── UnknownBackendError (KeyError)
+    │   ├── TaskNotFound (KeyError)
+    │   └── ServiceClosedError           the service was used after shutdown
+    ├── ProverError                      raised *by provers* to signal intent
+    │   ├── TransientError               retry with backoff
+    │   └── PermanentError               never retry
+    ├── TaskFailed                       wait() on a task that ended in PermanentFailure
+    ├── WorkerLost                       external failure: a worker died or hung
+    │   ├── WorkerCrashed                carries pid, exit code or signal
+    │   └── WorkerHung                   carries pid and silence in seconds
+    ├── EncodingError                    a value cannot travel on the wire
+    └── InternalError                    a bug in paas itself
+        └── IllegalTransition            the lifecycle table refused a transition
+
+Foreign exceptions (zmq, msgspec, OS) are translated where they cross into paas,
+with ``raise ... from`` so the original stays visible.
+"""
+
+from __future__ import annotations
+
+import signal
+
+
+class PaasError(Exception):
+    """Root of every exception paas raises on purpose."""
+
+
+class ConfigError(PaasError, ValueError):
+    """A configuration value is invalid; the message names the field."""
+
+
+class UsageError(PaasError):
+    """The caller used the API in a way it does not support."""
+
+
+class UnknownProgramError(UsageError, KeyError):
+    """A program's routing key names no registered program."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownBackendError(UsageError, KeyError):
+    """A backend has no prover for the program, or no pool."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class TaskNotFound(UsageError, KeyError):
+    """No task with this id exists."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ServiceClosedError(UsageError):
+    """The service handle was used after shutdown began."""
+
+
+class ProverError(PaasError):
+    """Base for the errors a prover raises to say whether a retry can help."""
+
+
+class TransientError(ProverError):
+    """The attempt failed for a reason that may go away: retry with backoff."""
+
+
+class PermanentError(ProverError):
+    """The task can never succeed: fail it without retrying."""
+
+
+class TaskFailed(PaasError):
+    """A task ended in PermanentFailure; carries the last error it saw."""
+
+    def __init__(
+        self,
+        task_id: str,
+        error_type: str,
+        message: str,
+        attempts: int,
+        detail: str = "",
+    ) -> None:
+        super().__init__(
+            f"task {task_id} failed permanently after {attempts} attempt(s): "
+            f"{error_type}: {message}"
+        )
+        self.task_id = task_id
+        self.error_type = error_type
+        self.error_message = message
+        self.attempts = attempts
+        self.detail = detail
+
+
+class WorkerLost(PaasError):
+    """A worker stopped serving while it held an attempt."""
+
+
+class WorkerCrashed(WorkerLost):
+    """A worker process exited on its own or was killed by a signal."""
+
+    def __init__(self, pid: int, exitcode: int | None, backend: str) -> None:
+        self.pid = pid
+        self.exitcode = exitcode
+        self.backend = backend
+        if exitcode is not None and exitcode < 0:
+            how = f"was killed by signal {_signal_name(-exitcode)}"
+            causes = (
+                "a SIGKILL from outside or the OOM killer, or a segfault in native code"
+            )
+        else:
+            how = f"exited with code {exitcode}"
+            causes = "os._exit() or a fatal error in the prover's native code"
+        super().__init__(
+            f"worker pid {pid} of backend {backend!r} {how} while proving; "
+            f"likely causes: {causes}. The attempt counts against the retry budget "
+            "(RetryPolicy.max_retries)."
+        )
+
+
+class WorkerHung(WorkerLost):
+    """A worker sent no heartbeat and used no CPU for longer than the timeout."""
+
+    def __init__(self, pid: int, silent_s: float, backend: str) -> None:
+        self.pid = pid
+        self.silent_s = silent_s
+        self.backend = backend
+        super().__init__(
+            f"worker pid {pid} of backend {backend!r} sent no heartbeat and used "
+            "no CPU "
+            f"for {silent_s:.1f} s, so it was killed; likely causes: the process was "
+            "stopped (SIGSTOP) or is blocked in native code. Raise "
+            "HeartbeatConfig.timeout_s if provers legitimately block this long."
+        )
+
+
+class EncodingError(PaasError):
+    """A value could not be encoded for (or decoded from) the wire."""
+
+
+class InternalError(PaasError):
+    """paas reached a state its own logic says is impossible."""
+
+
+class IllegalTransition(InternalError):
+    """A lifecycle transition not in the allowed table was attempted."""
+
+    def __init__(self, task_id: str, current: object, requested: object) -> None:
+        self.task_id = task_id
+        self.current = current
+        self.requested = requested
+        super().__init__(f"task {task_id}: illegal transition {current} -> {requested}")
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
