@@ -72,6 +72,7 @@ class Metrics:
     workers_started: int = 0
     workers_crashed: int = 0
     workers_hung: int = 0
+    silent_but_busy: int = 0
     start_failures: int = 0
     frames_dropped: int = 0
     stale_replies: int = 0
@@ -449,6 +450,7 @@ class Supervisor:
                 )
                 worker.last_seen_at_s = now_s
                 worker.cpu_s_at_last_seen = cpu_s
+                self.metrics.silent_but_busy += 1
                 continue
             worker.kill()
             self._worker_lost(worker, WorkerHung(worker.pid, silent_s, worker.backend))

@@ -1,0 +1,92 @@
+"""After shutdown nothing is left: no child process, no fd, no ipc file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import multiprocess
+from helpers import DEADLOCK_GUARD_S, launch, read_pid, wait_until
+
+from paas.testing import Job
+
+NewId = Callable[[], str]
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def _children() -> set[int]:
+    me = os.getpid()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                found.add(int(entry.name))
+    return found
+
+
+def _exercise(new_id: NewId, tmp_path: Path) -> Path:
+    with launch(workers=2) as handle:
+        for _ in range(5):
+            handle.execute(Job(new_id(), {"do": "echo"}), "native", DEADLOCK_GUARD_S)
+        marker = tmp_path / f"pid-{new_id()}"
+        blocked = handle.submit_task(
+            Job(new_id(), {"do": "block", "marker": str(marker)}), "native"
+        )
+        os.kill(read_pid(marker), signal.SIGKILL)
+        wait_until(lambda: handle.task(blocked).attempts == 2, "the task to be requeued")
+        ipc_dir = handle._supervisor._ipc_dir
+        assert ipc_dir.exists() and oct(ipc_dir.stat().st_mode & 0o777) == "0o700"
+    return ipc_dir
+
+
+def test_nothing_leaks_across_a_service_lifetime(new_id: NewId, tmp_path: Path) -> None:
+    _exercise(new_id, tmp_path)  # warm up lazy imports and one-time allocations
+    fds_before, children_before = _open_fds(), _children()
+
+    ipc_dir = _exercise(new_id, tmp_path)
+
+    assert _children() == children_before
+    assert multiprocess.active_children() == []
+    assert _open_fds() == fds_before
+    assert not ipc_dir.exists()
+
+
+def test_workers_die_with_their_host(tmp_path: Path) -> None:
+    marker = tmp_path / "pid"
+    host = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from helpers import launch
+        from paas.testing import Job
+        handle = launch(workers=2)
+        handle.submit_task(Job("orphan", {{"do": "block", "marker": {str(marker)!r}}}), "native")
+        sys.stdin.read()
+        """
+    )
+    with subprocess.Popen([sys.executable, "-c", host], stdin=subprocess.PIPE) as proc:
+        try:
+            worker_pid = read_pid(marker)
+        finally:
+            proc.kill()
+    wait_until(lambda: not _alive(worker_pid), f"worker {worker_pid} to exit after its host")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
