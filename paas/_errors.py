@@ -15,6 +15,7 @@
     │   ├── WorkerCrashed                carries pid, exit code or signal
     │   └── WorkerHung                   carries pid and silence in seconds
     ├── EncodingError                    a value cannot travel on the wire
+    ├── StoreError                       the task store failed or is not ours
     └── InternalError                    a bug in paas itself
         └── IllegalTransition            the lifecycle table refused a transition
 
@@ -142,6 +143,10 @@ class WorkerHung(WorkerLost):
 
 class EncodingError(PaasError):
     """A value could not be encoded for (or decoded from) the wire."""
+
+
+class StoreError(PaasError):
+    """The task store could not be opened, read or written."""
 
 
 class InternalError(PaasError):

@@ -1,10 +1,13 @@
 """Task lifecycle: the statuses, the one table of allowed transitions, the checker.
 
     PENDING --> QUEUED --> PROVING --> COMPLETED
-       |                     |  \\
-       |                     |   +--> TRANSIENT_FAILURE --(backoff)--> QUEUED
-       |                     +------> PERMANENT_FAILURE
-       +--> PERMANENT_FAILURE   (input could not be fetched or encoded)
+     |  ^                    |  \\
+     |  |                    |   +--> TRANSIENT_FAILURE --(backoff)--> QUEUED
+     |  |                    +------> PERMANENT_FAILURE
+     |  +-- BLOCKED <--+   (input not ready yet; fetched again after a pause)
+     +-----------------+
+     +--> PERMANENT_FAILURE   (input rejected, unencodable, or never ready)
+     PENDING/QUEUED/PROVING --> COMPLETED  (recovery found the proof stored already)
 
 Every status change in paas goes through :func:`check_transition`; stores apply it
 as a compare-and-set on the status they expect, so a stale writer fails loudly
@@ -27,6 +30,7 @@ class TaskStatus(enum.Enum):
     COMPLETED = "completed"
     TRANSIENT_FAILURE = "transient_failure"
     PERMANENT_FAILURE = "permanent_failure"
+    BLOCKED = "blocked"
 
     @property
     def is_terminal(self) -> bool:
@@ -39,8 +43,18 @@ class TaskStatus(enum.Enum):
 _TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.PERMANENT_FAILURE})
 
 ALLOWED_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
-    TaskStatus.PENDING: frozenset({TaskStatus.QUEUED, TaskStatus.PERMANENT_FAILURE}),
-    TaskStatus.QUEUED: frozenset({TaskStatus.PROVING}),
+    TaskStatus.PENDING: frozenset(
+        {
+            TaskStatus.QUEUED,
+            TaskStatus.BLOCKED,
+            TaskStatus.COMPLETED,
+            TaskStatus.PERMANENT_FAILURE,
+        }
+    ),
+    TaskStatus.BLOCKED: frozenset({TaskStatus.PENDING, TaskStatus.PERMANENT_FAILURE}),
+    TaskStatus.QUEUED: frozenset(
+        {TaskStatus.PROVING, TaskStatus.COMPLETED, TaskStatus.PERMANENT_FAILURE}
+    ),
     TaskStatus.PROVING: frozenset(
         {
             TaskStatus.COMPLETED,

@@ -327,7 +327,26 @@ class ServiceHandle:
         return self._store.get(task_id)
 
     def counts(self) -> dict[TaskStatus, int]:
-        return self._store.counts()
+        """Number of tasks in each status, over all backends."""
+        totals = dict.fromkeys(TaskStatus, 0)
+        for (_, status), count in self._store.counts().items():
+            totals[status] += count
+        return totals
+
+    def tasks(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        program: str | None = None,
+        backend: str | None = None,
+        limit: int | None = 100,
+    ) -> list[TaskRecord]:
+        """Snapshots of matching tasks, most recently updated first."""
+        return self._store.query(status=status, program=program, backend=backend, limit=limit)
+
+    def prune(self, older_than_s: float) -> int:
+        """Forget finished tasks last updated more than ``older_than_s`` ago."""
+        return self._store.prune(self._clock.time() - older_than_s)
 
     def metrics(self) -> dict[str, int]:
         """Counters since launch: dispatches, retries, crashes, dropped frames."""

@@ -9,8 +9,10 @@ the same interface.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import msgspec
@@ -35,8 +37,10 @@ class TaskRecord(msgspec.Struct, kw_only=True):
     last_error_type: str | None = None
     last_error_message: str | None = None
     last_error_detail: str | None = None
+    blocked_checks: int = 0
     prove_time_s: float | None = None
     proof_size: int | None = None
+    proof_sha256: str | None = None
     input: msgspec.Raw | None = None
 
 
@@ -50,7 +54,12 @@ _MUTABLE_FIELDS = frozenset(TaskRecord.__struct_fields__) - {
 
 
 class TaskStore(Protocol):
-    """What the service needs from a store of task records."""
+    """What the service needs from a store of task records.
+
+    Implementations are thread-safe. ``transition`` is the only way to change a
+    task's status: it checks the expected current status (compare-and-set) and
+    the lifecycle table, then writes the status and ``changes`` atomically.
+    """
 
     def create(self, record: TaskRecord) -> tuple[TaskRecord, bool]:
         """Insert ``record``, or find the stored task with its id; True if inserted."""
@@ -63,11 +72,30 @@ class TaskStore(Protocol):
     ) -> TaskRecord:
         """Move ``expected -> new`` and apply ``changes`` atomically, or raise."""
 
-    def counts(self) -> dict[TaskStatus, int]:
-        """Number of tasks in each status."""
+    def counts(self) -> dict[tuple[str, TaskStatus], int]:
+        """Number of tasks per (backend, status); absent pairs are zero."""
 
-    def records(self) -> list[TaskRecord]:
-        """Snapshots of every task."""
+    def query(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        program: str | None = None,
+        backend: str | None = None,
+        limit: int | None = None,
+    ) -> list[TaskRecord]:
+        """Snapshots of matching tasks, most recently updated first."""
+
+    def unfinished(self) -> list[TaskRecord]:
+        """Every task not in a terminal status, oldest first (for recovery)."""
+
+    def prune(self, finished_before: float) -> int:
+        """Delete terminal tasks last updated before this wall time; return how many."""
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Group the writes inside the block into one transaction where supported."""
+
+    def close(self) -> None:
+        """Release the store's resources; later calls raise."""
 
 
 class InMemoryTaskStore:
@@ -110,11 +138,50 @@ class InMemoryTaskStore:
                 setattr(record, name, value)
             return msgspec.structs.replace(record)
 
-    def counts(self) -> dict[TaskStatus, int]:
+    def counts(self) -> dict[tuple[str, TaskStatus], int]:
         with self._lock:
-            tally = Counter(record.status for record in self._records.values())
-        return {status: tally.get(status, 0) for status in TaskStatus}
+            return dict(Counter((r.backend, r.status) for r in self._records.values()))
 
-    def records(self) -> list[TaskRecord]:
+    def query(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        program: str | None = None,
+        backend: str | None = None,
+        limit: int | None = None,
+    ) -> list[TaskRecord]:
         with self._lock:
-            return [msgspec.structs.replace(r) for r in self._records.values()]
+            found = [
+                r
+                for r in self._records.values()
+                if (status is None or r.status is status)
+                and (program is None or r.program_key == program)
+                and (backend is None or r.backend == backend)
+            ]
+        found.sort(key=lambda r: r.updated_at, reverse=True)
+        return [msgspec.structs.replace(r) for r in found[:limit]]
+
+    def unfinished(self) -> list[TaskRecord]:
+        with self._lock:
+            found = [r for r in self._records.values() if not r.status.is_terminal]
+        found.sort(key=lambda r: r.created_at)
+        return [msgspec.structs.replace(r) for r in found]
+
+    def prune(self, finished_before: float) -> int:
+        with self._lock:
+            doomed = [
+                task_id
+                for task_id, r in self._records.items()
+                if r.status.is_terminal and r.updated_at < finished_before
+            ]
+            for task_id in doomed:
+                del self._records[task_id]
+        return len(doomed)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        yield  # every write is already atomic and immediate in memory
+
+    def close(self) -> None:
+        with self._lock:
+            self._records.clear()

@@ -28,6 +28,7 @@ EXPECTED = [
     "ServiceClosedError",
     "ServiceConfig",
     "ServiceHandle",
+    "StoreError",
     "SystemClock",
     "TaskFailed",
     "TaskId",
@@ -62,6 +63,7 @@ def test_task_status_names() -> None:
         "COMPLETED",
         "TRANSIENT_FAILURE",
         "PERMANENT_FAILURE",
+        "BLOCKED",
     ]
 
 

@@ -1,0 +1,209 @@
+"""The ``paas`` command line: one subcommand per job.
+
+    paas [--log-level LEVEL] COMMAND [options]
+
+Each subcommand is two functions: ``_add_<name>`` declares its parser and points
+``run`` at ``_run_<name>``, which imports what the job needs and runs it. Adding a
+command means writing that pair and listing ``_add_<name>`` in ``_SUBCOMMANDS``.
+Imports stay inside the ``_run_*`` functions so ``paas --help`` and every other
+command load nothing they do not use: the demo pulls in rich and, through
+``paas_examples``, a GPL-licensed prover that paas itself must never import.
+
+The library keeps its loguru logger disabled; the CLI is the host, so it enables
+it here with one stderr sink.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Record
+
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_LOG_LEVEL = "WARNING"
+EXIT_INTERRUPTED = 130
+
+_Subparsers = argparse._SubParsersAction  # type: ignore[type-arg]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``paas`` command line; returns the process exit status."""
+    args = _build_parser().parse_args(argv)
+    _enable_logging(args.log_level)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        # The service's workers sit in their own process group, so Ctrl-C reached
+        # only this process; leaving run() shut them down on the way out.
+        print("Interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+# -- parser ---------------------------------------------------------------------
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paas", description="Proof generation as a service."
+    )
+    _add_log_level(parser, default=DEFAULT_LOG_LEVEL)
+    subparsers = parser.add_subparsers(
+        title="commands", dest="command", metavar="COMMAND", required=True
+    )
+    for add_subcommand in _SUBCOMMANDS:
+        add_subcommand(subparsers)
+    return parser
+
+
+def _add_log_level(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=default,
+        metavar="LEVEL",
+        help=f"log to stderr from this level up (default {DEFAULT_LOG_LEVEL}; "
+        f"one of {', '.join(LOG_LEVELS)})",
+    )
+
+
+def _subcommand_parser(
+    subparsers: _Subparsers, name: str, summary: str, description: str
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=summary, description=description
+    )
+    # SUPPRESS keeps `paas --log-level INFO demo` working: without it the
+    # subcommand's default would overwrite the level given before the command.
+    _add_log_level(parser, default=argparse.SUPPRESS)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+# -- paas demo ------------------------------------------------------------------
+
+
+def _add_demo(subparsers: _Subparsers) -> None:
+    parser = _subcommand_parser(
+        subparsers,
+        "demo",
+        summary="prove a real batch on two backend pools and verify every proof",
+        description=(
+            "Prove a batch of VDF (chiavdf) and Groth16 (groth16py) programs, each "
+            "on its own backend pool, read every proof back, verify it and print "
+            "per-backend timings. Without groth16py, the VDF runs on two backends. "
+            "Exits non-zero if any proof is missing or fails verification."
+        ),
+    )
+    parser.add_argument(
+        "--tasks",
+        type=_positive_int,
+        default=90,
+        help="tasks per program (default %(default)s: about a minute on 2 cores)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="worker processes per backend pool (default %(default)s, so the two "
+        "pools fill 2 cores)",
+    )
+    parser.add_argument(
+        "--iterations",
+        type=_positive_int,
+        default=100_000,
+        help="VDF iterations per task (default %(default)s; about 0.5-1 s per "
+        "100000 on one core)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        default="./demo-state",
+        help="where proofs and the Groth16 key go; proofs of earlier runs are "
+        "removed first (default %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed for the program inputs; the same seed proves the same batch "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout-s",
+        type=_positive_float,
+        default=900.0,
+        help="give up on tasks not finished this many seconds after submission "
+        "(default %(default)s)",
+    )
+    parser.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from paas_examples import demo
+
+    return demo.main(args)
+
+
+_SUBCOMMANDS: tuple[Callable[[_Subparsers], None], ...] = (_add_demo,)
+
+
+# -- logging --------------------------------------------------------------------
+
+
+def _enable_logging(level: str) -> None:
+    logger.remove()
+    logger.add(
+        _write_to_stderr,
+        level=level,
+        format=_format_record,
+        colorize=sys.stderr.isatty(),
+    )
+    logger.enable("paas")
+
+
+def _write_to_stderr(message: str) -> None:
+    # Looked up per message, not bound once: live displays such as rich's progress
+    # bars swap sys.stderr for a proxy that prints log lines above the bars.
+    sys.stderr.write(message)
+
+
+def _format_record(record: Record) -> str:
+    # Bound context (backend, worker, task, attempt) goes after the message as
+    # key=value; the template refers to it by key, so braces in values stay inert.
+    context = " ".join(f"{key}={{extra[{key}]}}" for key in record["extra"])
+    return (
+        "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <8}</level> "
+        "<cyan>{name}</cyan> {message}"
+        + (f" <dim>{context}</dim>" if context else "")
+        + "\n{exception}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
