@@ -38,7 +38,7 @@ def test_illegal_transition_changes_nothing() -> None:
     store = paas.InMemoryTaskStore()
     store.create(_record())
     with pytest.raises(paas.IllegalTransition):
-        store.transition("t1", S.PENDING, S.COMPLETED, attempts=9)
+        store.transition("t1", S.PENDING, S.PROVING, attempts=9)
     record = store.get("t1")
     assert record.status is S.PENDING and record.attempts == 0
 
