@@ -97,6 +97,10 @@ class ServiceConfig:
 
     ``pools`` maps each backend to its number of worker processes; every backend a
     registered prover names needs a pool, and every pool needs a prover.
+    ``max_tasks_per_worker`` recycles a worker (between tasks) after that many
+    attempts; ``max_worker_memory_bytes`` kills a worker whose resident memory
+    exceeds it; after ``max_start_failures`` start-up deaths in a row, with no
+    worker up, the pool's queued tasks fail instead of waiting forever.
     """
 
     pools: Mapping[str, int]
@@ -108,6 +112,9 @@ class ServiceConfig:
     fetch_threads: int = 4
     restart_backoff_s: float = 0.2
     restart_backoff_max_s: float = 10.0
+    max_start_failures: int = 5
+    max_tasks_per_worker: int | None = None
+    max_worker_memory_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.pools, Mapping) or not self.pools:
@@ -130,6 +137,11 @@ class ServiceConfig:
             )
         _whole("max_message_bytes", self.max_message_bytes, 1024)
         _whole("fetch_threads", self.fetch_threads, 1)
+        _whole("max_start_failures", self.max_start_failures, 1)
+        if self.max_tasks_per_worker is not None:
+            _whole("max_tasks_per_worker", self.max_tasks_per_worker, 1)
+        if self.max_worker_memory_bytes is not None:
+            _whole("max_worker_memory_bytes", self.max_worker_memory_bytes, 1 << 20)
         for name in ("shutdown_grace_s", "restart_backoff_s", "restart_backoff_max_s"):
             value = getattr(self, name)
             _finite(name, value)

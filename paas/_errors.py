@@ -13,7 +13,10 @@
     ├── TaskFailed                       wait() on a task that ended in PermanentFailure
     ├── WorkerLost                       external failure: a worker died or hung
     │   ├── WorkerCrashed                carries pid, exit code or signal
-    │   └── WorkerHung                   carries pid and silence in seconds
+    │   ├── WorkerHung                   carries pid and silence in seconds
+    │   ├── DeadlineExceeded             the attempt ran past its deadline
+    │   ├── MemoryLimitExceeded          the worker grew past its memory cap
+    │   └── PoolUnavailable              no worker of the backend can start
     ├── EncodingError                    a value cannot travel on the wire
     ├── StoreError                       the task store failed or is not ours
     └── InternalError                    a bug in paas itself
@@ -138,6 +141,47 @@ class WorkerHung(WorkerLost):
             f"for {silent_s:.1f} s, so it was killed; likely causes: the process was "
             "stopped (SIGSTOP) or is blocked in native code. Raise "
             "HeartbeatConfig.timeout_s if provers legitimately block this long."
+        )
+
+
+class DeadlineExceeded(WorkerLost):
+    """An attempt ran past its deadline; its worker's process group was killed."""
+
+    def __init__(self, pid: int, deadline_s: float, backend: str) -> None:
+        self.pid = pid
+        self.deadline_s = deadline_s
+        super().__init__(
+            f"attempt on worker pid {pid} of backend {backend!r} exceeded its deadline "
+            f"of {deadline_s:g} s, so the worker and its child processes were killed. "
+            "Raise the program's or the task's deadline_s if proofs can take longer."
+        )
+
+
+class MemoryLimitExceeded(WorkerLost):
+    """A worker's resident memory went over the configured cap."""
+
+    def __init__(
+        self, pid: int, rss_bytes: int, limit_bytes: int, backend: str
+    ) -> None:
+        self.pid = pid
+        self.rss_bytes = rss_bytes
+        self.limit_bytes = limit_bytes
+        super().__init__(
+            f"worker pid {pid} of backend {backend!r} exceeded its memory limit: "
+            f"{rss_bytes} bytes resident, limit {limit_bytes} "
+            "(ServiceConfig.max_worker_memory_bytes), so it was killed"
+        )
+
+
+class PoolUnavailable(WorkerLost):
+    """Workers of a backend keep dying during start-up; its tasks cannot run."""
+
+    def __init__(self, backend: str, failures: int, last_error: str) -> None:
+        self.backend = backend
+        super().__init__(
+            f"pool {backend!r} could not start a worker in {failures} consecutive "
+            f"tries; last error: {last_error}. Check that the prover imports and its "
+            "setup() succeeds in a fresh process."
         )
 
 

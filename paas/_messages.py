@@ -6,7 +6,7 @@ when the input is fetched (which is also where an unencodable input is caught) a
 decoded only inside the worker.
 
     supervisor --Assignment/Shutdown--> worker        (one PUSH socket per worker)
-    worker --Ready/Result/Failure--> supervisor       (shared PULL socket)
+    worker --Ready/StartFailed/Result/Failure--> supervisor  (shared PULL socket)
     worker heartbeat thread --Heartbeat--> supervisor (same PULL socket)
 """
 
@@ -62,11 +62,21 @@ class Failure(msgspec.Struct, tag="failure", frozen=True):
     prove_time_s: float
 
 
+class StartFailed(msgspec.Struct, tag="start_failed", frozen=True):
+    """The worker could not get ready (a prover's setup() raised); it exits next."""
+
+    worker_id: int
+    pid: int
+    error_type: str
+    message: str
+    traceback: str
+
+
 class Shutdown(msgspec.Struct, tag="shutdown", frozen=True):
     pass
 
 
-ToSupervisor = Ready | Heartbeat | Result | Failure
+ToSupervisor = Ready | Heartbeat | Result | Failure | StartFailed
 ToWorker = Assignment | Shutdown
 
 _encoder = msgspec.msgpack.Encoder()

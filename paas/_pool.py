@@ -31,15 +31,18 @@ class WorkerState(enum.Enum):
     STARTING = "starting"
     IDLE = "idle"
     BUSY = "busy"
+    RETIRING = "retiring"
     CLOSED = "closed"
 
 
 _WORKER_TRANSITIONS = {
     WorkerState.STARTING: {WorkerState.IDLE, WorkerState.CLOSED},
-    WorkerState.IDLE: {WorkerState.BUSY, WorkerState.CLOSED},
-    WorkerState.BUSY: {WorkerState.IDLE, WorkerState.CLOSED},
+    WorkerState.IDLE: {WorkerState.BUSY, WorkerState.RETIRING, WorkerState.CLOSED},
+    WorkerState.BUSY: {WorkerState.IDLE, WorkerState.RETIRING, WorkerState.CLOSED},
+    WorkerState.RETIRING: {WorkerState.CLOSED},
     WorkerState.CLOSED: set(),
 }
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class WorkerProcess:
@@ -67,7 +70,11 @@ class WorkerProcess:
         self.cpu_s_at_last_seen = 0.0
         self.task_id: str | None = None
         self.attempt_id: int | None = None
+        self.attempt_deadline_s: float | None = None
+        self.attempt_deadline_at_s: float | None = None
+        self.silent_but_busy = 0
         self.tasks_done = 0
+        self.start_error = ""
 
         self._ipc_path = ipc_dir / f"w{worker_id}"
         self.socket = context.socket(zmq.PUSH)
@@ -113,6 +120,14 @@ class WorkerProcess:
         fields = stat.rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS_PER_S
 
+    def rss_bytes(self) -> int | None:
+        """Resident memory of the worker process, or None where /proc is absent."""
+        try:
+            statm = Path(f"/proc/{self.pid}/statm").read_text()
+        except OSError:
+            return None
+        return int(statm.split()[1]) * _PAGE_BYTES
+
     def kill(self) -> None:
         """SIGKILL the worker's whole process group (its own children too)."""
         try:
@@ -154,6 +169,7 @@ class Pool:
         self.idle: deque[WorkerProcess] = deque()
         self.start_failures = 0
         self.next_spawn_at_s = 0.0
+        self.unavailable: str | None = None
 
     def take_idle(self) -> WorkerProcess | None:
         while self.idle:

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import itertools
+import math
 import random
+import signal
 import threading
 import uuid
 import weakref
@@ -77,6 +80,7 @@ class _Registration:
     input_fetcher: Callable[[Any], Any]
     provers: Mapping[str, Any]
     proof_store: ProofStore
+    deadline_s: float | None
 
 
 class ProverServiceBuilder:
@@ -105,11 +109,13 @@ class ProverServiceBuilder:
         input_fetcher: Callable[[Any], Any],
         prover: Any,
         proof_store: ProofStore | None = None,
+        deadline_s: float | None = None,
     ) -> Self:
         """Route programs whose ``routing_key`` is ``program_key`` to these handlers.
 
         ``prover`` is one prover or a list of provers with distinct backends; each
-        has ``backend`` and ``prove(input) -> bytes``.
+        has ``backend`` and ``prove(input) -> bytes``. An attempt running longer
+        than ``deadline_s`` is killed and counts as a transient failure.
         """
         if not isinstance(program_key, str) or not program_key:
             raise ConfigError(
@@ -126,8 +132,9 @@ class ProverServiceBuilder:
         ):
             raise ConfigError(f"proof_store must have put() and get(), got {store!r}")
         provers = _check_provers(program_key, prover)
+        _check_deadline(deadline_s)
         self._registrations[program_key] = _Registration(
-            program_key, input_fetcher, provers, store
+            program_key, input_fetcher, provers, store, deadline_s
         )
         return self
 
@@ -155,6 +162,15 @@ class ProverServiceBuilder:
             self._clock,
             self._rng,
         )
+
+
+def _check_deadline(deadline_s: float | None) -> None:
+    if deadline_s is None:
+        return
+    if isinstance(deadline_s, bool) or not isinstance(deadline_s, int | float):
+        raise ConfigError(f"deadline_s must be a number or None, got {deadline_s!r}")
+    if not math.isfinite(deadline_s) or deadline_s <= 0:
+        raise ConfigError(f"deadline_s must be finite and > 0, got {deadline_s}")
 
 
 def _check_provers(program_key: str, prover: Any) -> dict[str, Any]:
@@ -242,10 +258,16 @@ class ServiceHandle:
 
     # -- submitting ----------------------------------------------------------------
 
-    def submit_task(self, program: Program, backend: str) -> TaskId:
-        """Create a task for ``program`` on ``backend``; returns at once."""
+    def submit_task(
+        self, program: Program, backend: str, *, deadline_s: float | None = None
+    ) -> TaskId:
+        """Create a task for ``program`` on ``backend``; returns at once.
+
+        ``deadline_s`` overrides the program's deadline for this task.
+        """
         self._check_open()
         registration = self._registration_for(program, backend)
+        _check_deadline(deadline_s)
         task_id = _task_id_for(program, backend)
         now_s = self._clock.time()
         record, created = self._store.create(
@@ -255,6 +277,9 @@ class ServiceHandle:
                 backend=backend,
                 created_at=now_s,
                 updated_at=now_s,
+                deadline_s=deadline_s
+                if deadline_s is not None
+                else registration.deadline_s,
             )
         )
         if created:
@@ -342,7 +367,9 @@ class ServiceHandle:
         limit: int | None = 100,
     ) -> list[TaskRecord]:
         """Snapshots of matching tasks, most recently updated first."""
-        return self._store.query(status=status, program=program, backend=backend, limit=limit)
+        return self._store.query(
+            status=status, program=program, backend=backend, limit=limit
+        )
 
     def prune(self, older_than_s: float) -> int:
         """Forget finished tasks last updated more than ``older_than_s`` ago."""
@@ -402,19 +429,56 @@ class ServiceHandle:
 
     # -- shutdown --------------------------------------------------------------------
 
-    def shutdown(self) -> None:
-        """Stop every worker and release every resource. Safe to call twice."""
+    def worker_pids(self) -> dict[str, tuple[int, ...]]:
+        """Live worker pids per backend (for monitoring and fault injection)."""
+        return dict(self._supervisor.worker_pids)
+
+    def shutdown(self, *, drain: bool = False, timeout_s: float = 30.0) -> None:
+        """Stop the service and release every resource; safe to call again.
+
+        With ``drain``, no new attempt starts, running attempts get up to
+        ``timeout_s`` to finish, and queued tasks stay queued in the store.
+        Without it, running attempts are killed (a durable store requeues them on
+        the next launch). A call without drain cuts a running drain short.
+        """
         with self._close_lock:
-            if self._closed:
-                return
+            first = not self._closed
             self._closed = True
-        logger.info("Stopping service...")
+        if first:
+            logger.info("Stopping service...")
+        self._supervisor.stop(timeout_s if drain else 0.0)
+        if not first:
+            return
         self._fetchers.shutdown(wait=True, cancel_futures=True)
-        self._supervisor.stop()
         with self._finished:
             self._finished.notify_all()
         _live_handles.discard(self)
         logger.info("Service stopped.")
+
+    def handle_signals(self, drain_timeout_s: float = 30.0) -> None:
+        """Make SIGINT and SIGTERM drain the service; a second signal stops at once.
+
+        Call from the main thread. Workers sit in their own process group, so a
+        Ctrl-C at the terminal never reaches a running proof.
+        """
+        hits = itertools.count()
+
+        def on_signal(signum: int, frame: object) -> None:
+            drain = next(hits) == 0
+            logger.warning(
+                "Got {}: {}",
+                signal.Signals(signum).name,
+                "draining" if drain else "stopping",
+            )
+            threading.Thread(
+                target=self.shutdown,
+                kwargs={"drain": drain, "timeout_s": drain_timeout_s},
+                name="paas-signal-shutdown",
+                daemon=True,
+            ).start()
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
 
     def _check_open(self) -> None:
         if self._closed or self._supervisor.stopped.is_set():

@@ -38,6 +38,7 @@ class TaskRecord(msgspec.Struct, kw_only=True):
     last_error_message: str | None = None
     last_error_detail: str | None = None
     blocked_checks: int = 0
+    deadline_s: float | None = None
     prove_time_s: float | None = None
     proof_size: int | None = None
     proof_sha256: str | None = None

@@ -8,7 +8,7 @@
                              Result: store the proof, PROVING -> COMPLETED
                              Failure: TRANSIENT_FAILURE + backoff, or PERMANENT_FAILURE
                            _reap_dead: sentinel readable -> requeue the attempt
-                           _check_heartbeats: silent, no CPU -> kill, requeue
+                           _check_workers: hang, deadline, memory -> kill, requeue
                            _requeue_due_retries: TRANSIENT_FAILURE -> QUEUED
                            _spawn_missing: refill pools, with start-up backoff
 
@@ -18,6 +18,10 @@ worker's process sentinel. A worker gets a task only after it reported Ready or
 returned its previous attempt (its credit), so no task waits in the socket buffer
 of a busy or dead worker. Each dispatch is an attempt with a fresh id; anything
 that arrives for an attempt that is not the task's current one is dropped.
+
+Stopping: a drain stops dispatching and spawning, lets running attempts finish
+until the drain deadline, and leaves queued tasks queued in the store; then every
+worker is told to exit, and killed if it does not within the grace period.
 """
 
 from __future__ import annotations
@@ -42,7 +46,15 @@ from multiprocess import connection as mp_connection
 from paas import _messages as wire
 from paas._clock import Clock
 from paas._config import ServiceConfig
-from paas._errors import WorkerCrashed, WorkerHung, WorkerLost
+from paas._errors import (
+    DeadlineExceeded,
+    MemoryLimitExceeded,
+    PoolUnavailable,
+    WorkerCrashed,
+    WorkerHung,
+    WorkerLost,
+)
+from paas._health import diagnose
 from paas._lifecycle import TaskStatus
 from paas._pool import Pool, WorkerProcess, WorkerState
 from paas._retry import Rng, backoff_delay_s, should_retry
@@ -50,7 +62,7 @@ from paas._store import TaskStore
 
 _INBOX_BATCH = 512
 _MAX_IPC_DIR_CHARS = 80
-_BUSY_CPU_SHARE = 0.1
+_BIG_FRAME_BYTES = 65536
 
 
 class ProofStore(Protocol):
@@ -70,8 +82,11 @@ class Metrics:
     failed: int = 0
     retries: int = 0
     workers_started: int = 0
+    workers_retired: int = 0
     workers_crashed: int = 0
     workers_hung: int = 0
+    deadlines_exceeded: int = 0
+    memory_kills: int = 0
     silent_but_busy: int = 0
     start_failures: int = 0
     frames_dropped: int = 0
@@ -111,8 +126,9 @@ class Supervisor:
         self._attempt_ids = itertools.count(1)
         self._worker_ids = itertools.count(1)
         self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._stop_requested = False
+        self._stop_at_s: float | None = None
         self._thread: threading.Thread | None = None
+        self.worker_pids: dict[str, tuple[int, ...]] = {b: () for b in config.pools}
         self.stopped = threading.Event()
 
     # -- host-thread API ---------------------------------------------------------
@@ -141,29 +157,37 @@ class Supervisor:
         try:
             os.write(self._wake_w, b"\0")
         except BlockingIOError:
-            pass  # the pipe is full of wake-ups already; the loop will drain the queue
+            pass  # the pipe is full of wake-ups already; the loop drains the queue
         except OSError:
             pass  # the loop has stopped and closed the pipe
 
     def enqueue(self, task_id: str, backend: str) -> None:
-        self.post(lambda: self._pools[backend].queue.append(task_id))
+        self.post(lambda: self._queue_task(task_id, backend))
 
-    def stop(self) -> None:
-        """Stop workers and release every resource; returns when all is gone."""
+    def stop(self, drain_s: float = 0.0) -> None:
+        """Stop after running attempts finish, waiting at most ``drain_s``.
+
+        Returns once every worker is gone. Calling again with a shorter drain
+        (a second Ctrl-C) cuts the wait short.
+        """
         thread = self._thread
         if thread is None:
             return
-        self.post(self._request_stop)
+        self.post(lambda: self._begin_stop(drain_s))
         thread.join()
 
-    def _request_stop(self) -> None:
-        self._stop_requested = True
+    def _begin_stop(self, drain_s: float) -> None:
+        stop_at_s = self._clock.monotonic() + drain_s
+        if self._stop_at_s is None:
+            busy = sum(w.state is WorkerState.BUSY for w in self._workers.values())
+            logger.info("Draining: {} attempts running, up to {:.1f} s", busy, drain_s)
+        self._stop_at_s = min(stop_at_s, self._stop_at_s or stop_at_s)
 
     # -- the loop ----------------------------------------------------------------
 
     def _run(self) -> None:
         try:
-            while not self._stop_requested:
+            while not self._drained():
                 self._step()
         except BaseException:  # noqa: BLE001 - logged as CRITICAL, then cleaned up
             logger.opt(exception=True).critical(
@@ -178,24 +202,36 @@ class Supervisor:
         ready = dict(self._poller.poll(self._poll_timeout_ms()))
         if self._wake_r in ready:
             _drain_pipe(self._wake_r)
-        self._run_commands()
-        if self._inbox in ready:
-            self._drain_inbox()
-        self._reap_dead(ready)
-        self._check_heartbeats()
-        self._requeue_due_retries()
-        if not self._stop_requested:
-            self._spawn_missing()
-        self._dispatch()
+        with self._store.batch():
+            self._run_commands()
+            if self._inbox in ready:
+                self._drain_inbox()
+            self._reap_dead(ready)
+            self._check_workers()
+            self._requeue_due_retries()
+            if self._stop_at_s is None:
+                self._spawn_missing()
+                self._dispatch()
+
+    def _drained(self) -> bool:
+        if self._stop_at_s is None:
+            return False
+        busy = any(w.state is WorkerState.BUSY for w in self._workers.values())
+        return not busy or self._clock.monotonic() >= self._stop_at_s
 
     def _poll_timeout_ms(self) -> int:
         now_s = self._clock.monotonic()
         wake_at_s = now_s + self._config.heartbeat.interval_s
         if self._retry_heap:
             wake_at_s = min(wake_at_s, self._retry_heap[0][0])
+        if self._stop_at_s is not None:
+            wake_at_s = min(wake_at_s, self._stop_at_s)
         for pool in self._pools.values():
             if len(pool.workers) < pool.size:
                 wake_at_s = min(wake_at_s, pool.next_spawn_at_s)
+        for worker in self._workers.values():
+            if worker.attempt_deadline_at_s is not None:
+                wake_at_s = min(wake_at_s, worker.attempt_deadline_at_s)
         return max(0, int((wake_at_s - now_s) * 1000) + 1)
 
     def _run_commands(self) -> None:
@@ -205,6 +241,13 @@ class Supervisor:
             except queue.Empty:
                 return
             command()
+
+    def _queue_task(self, task_id: str, backend: str) -> None:
+        pool = self._pools[backend]
+        if pool.unavailable is not None:
+            self._fail_queued(task_id, "PoolUnavailable", pool.unavailable)
+        else:
+            pool.queue.append(task_id)
 
     # -- inbox -------------------------------------------------------------------
 
@@ -241,6 +284,11 @@ class Supervisor:
             worker.cpu_s_at_last_seen = worker.cpu_time_s() or 0.0
         elif isinstance(message, wire.Ready):
             self._on_ready(worker)
+        elif isinstance(message, wire.StartFailed):
+            worker.start_error = f"{message.error_type}: {message.message}"
+            logger.bind(backend=worker.backend, worker=worker.worker_id).error(
+                "Worker setup failed: {}\n{}", worker.start_error, message.traceback
+            )
         elif isinstance(message, wire.Result):
             self._on_result(worker, message)
         else:
@@ -254,12 +302,13 @@ class Supervisor:
         pool = self._pools[worker.backend]
         pool.idle.append(worker)
         pool.start_failures = 0
+        pool.unavailable = None
         logger.bind(backend=worker.backend, worker=worker.worker_id).info(
             "Worker pid {} ready", worker.pid
         )
 
     def _release(self, worker: WorkerProcess, attempt_id: int) -> bool:
-        """Return the worker's credit if ``attempt_id`` is the one it holds."""
+        """Take back the worker's credit if ``attempt_id`` is the one it holds."""
         if worker.state is not WorkerState.BUSY or worker.attempt_id != attempt_id:
             self.metrics.stale_replies += 1
             logger.warning(
@@ -269,11 +318,27 @@ class Supervisor:
                 worker.attempt_id,
             )
             return False
-        worker.move_to(WorkerState.IDLE)
         worker.task_id = worker.attempt_id = None
+        worker.attempt_deadline_at_s = worker.attempt_deadline_s = None
         worker.tasks_done += 1
-        self._pools[worker.backend].idle.append(worker)
+        limit = self._config.max_tasks_per_worker
+        if limit is not None and worker.tasks_done >= limit:
+            self._retire(worker)
+        else:
+            worker.move_to(WorkerState.IDLE)
+            self._pools[worker.backend].idle.append(worker)
         return True
+
+    def _retire(self, worker: WorkerProcess) -> None:
+        """Ask an idle worker to exit; its sentinel then frees the pool slot."""
+        worker.move_to(WorkerState.RETIRING)
+        try:
+            worker.socket.send(wire.encode(wire.Shutdown()), zmq.NOBLOCK)
+        except zmq.ZMQError:
+            worker.kill()
+        logger.bind(backend=worker.backend, worker=worker.worker_id).debug(
+            "Recycling worker pid {} after {} tasks", worker.pid, worker.tasks_done
+        )
 
     def _on_result(self, worker: WorkerProcess, result: wire.Result) -> None:
         if not self._release(worker, result.attempt_id):
@@ -285,7 +350,7 @@ class Supervisor:
             return
         try:
             self._proof_stores[record.program_key].put(result.task_id, result.proof)
-        except Exception as exc:  # noqa: BLE001 - any store failure must fail the attempt
+        except Exception as exc:  # noqa: BLE001 - any store failure fails the attempt
             logger.bind(task=result.task_id).opt(exception=True).error(
                 "Proof store failed"
             )
@@ -408,7 +473,21 @@ class Supervisor:
                 retry_after=None,
                 updated_at=self._clock.time(),
             )
-            self._pools[record.backend].queue.append(task_id)
+            self._queue_task(task_id, record.backend)
+
+    def _fail_queued(self, task_id: str, error_type: str, message: str) -> None:
+        self._store.transition(
+            task_id,
+            TaskStatus.QUEUED,
+            TaskStatus.PERMANENT_FAILURE,
+            input=None,
+            last_error_type=error_type,
+            last_error_message=message,
+            updated_at=self._clock.time(),
+        )
+        self.metrics.failed += 1
+        logger.bind(task=task_id).error("Task failed permanently: {}", message)
+        self._on_finished(task_id)
 
     # -- worker health -----------------------------------------------------------
 
@@ -418,68 +497,35 @@ class Supervisor:
             code = worker.exitcode()
             if code is None:
                 continue
+            if worker.state is WorkerState.RETIRING and code == 0:
+                self._forget(worker)
+                worker.close()
+                self.metrics.workers_retired += 1
+                continue
             self._worker_lost(worker, WorkerCrashed(worker.pid, code, worker.backend))
 
-    def _check_heartbeats(self) -> None:
+    def _check_workers(self) -> None:
         now_s = self._clock.monotonic()
-        beat = self._config.heartbeat
         for worker in list(self._workers.values()):
-            if worker.state is WorkerState.STARTING:
-                if now_s - worker.started_at_s > beat.start_timeout_s:
-                    worker.kill()
-                    self._worker_lost(
-                        worker,
-                        WorkerHung(
-                            worker.pid, now_s - worker.started_at_s, worker.backend
-                        ),
-                    )
+            if worker.state is WorkerState.RETIRING:
                 continue
-            silent_s = now_s - worker.last_seen_at_s
-            if silent_s <= beat.timeout_s:
-                continue
-            cpu_s = worker.cpu_time_s()
-            if (
-                cpu_s is not None
-                and cpu_s - worker.cpu_s_at_last_seen >= _BUSY_CPU_SHARE * silent_s
-            ):
-                # Silent but burning CPU: native code holding the GIL, not a hang.
-                logger.bind(backend=worker.backend, worker=worker.worker_id).warning(
-                    "Worker pid {} silent for {:.1f} s but busy on CPU; not a hang",
-                    worker.pid,
-                    silent_s,
-                )
-                worker.last_seen_at_s = now_s
-                worker.cpu_s_at_last_seen = cpu_s
-                self.metrics.silent_but_busy += 1
-                continue
-            worker.kill()
-            self._worker_lost(worker, WorkerHung(worker.pid, silent_s, worker.backend))
+            busy_before = worker.silent_but_busy
+            error = diagnose(worker, now_s, self._config)
+            self.metrics.silent_but_busy += worker.silent_but_busy - busy_before
+            if error is not None:
+                worker.kill()
+                self._worker_lost(worker, error)
 
     def _worker_lost(self, worker: WorkerProcess, error: WorkerLost) -> None:
-        pool = self._pools[worker.backend]
         was_starting = worker.state is WorkerState.STARTING
         task_id, attempt_id = worker.task_id, worker.attempt_id
         self._forget(worker)
         worker.close()
+        self._count_loss(worker, error)
 
         log = logger.bind(backend=worker.backend, worker=worker.worker_id)
-        if isinstance(error, WorkerHung):
-            self.metrics.workers_hung += 1
-        else:
-            self.metrics.workers_crashed += 1
         if was_starting:
-            self.metrics.start_failures += 1
-            pool.start_failures += 1
-            delay_s = min(
-                self._config.restart_backoff_max_s,
-                self._config.restart_backoff_s * 2 ** min(pool.start_failures, 30),
-            )
-            pool.next_spawn_at_s = self._clock.monotonic() + delay_s
-            log.error(
-                "Worker failed during start-up ({}); next start in {:.2f} s",
-                error,
-                delay_s,
-            )
+            self._start_failed(worker, error)
         else:
             log.warning("Worker lost: {}", error)
         if task_id is not None and attempt_id is not None:
@@ -492,36 +538,78 @@ class Supervisor:
                 permanent=False,
             )
 
+    def _count_loss(self, worker: WorkerProcess, error: WorkerLost) -> None:
+        if isinstance(error, WorkerHung):
+            self.metrics.workers_hung += 1
+        elif isinstance(error, DeadlineExceeded):
+            self.metrics.deadlines_exceeded += 1
+        elif isinstance(error, MemoryLimitExceeded):
+            self.metrics.memory_kills += 1
+        else:
+            self.metrics.workers_crashed += 1
+
+    def _start_failed(self, worker: WorkerProcess, error: WorkerLost) -> None:
+        """Back off before the next start; give up on the queue after too many."""
+        pool = self._pools[worker.backend]
+        self.metrics.start_failures += 1
+        pool.start_failures += 1
+        delay_s = min(
+            self._config.restart_backoff_max_s,
+            self._config.restart_backoff_s * 2 ** min(pool.start_failures - 1, 30),
+        )
+        pool.next_spawn_at_s = self._clock.monotonic() + delay_s
+        reason = worker.start_error or str(error)
+        logger.bind(backend=worker.backend, worker=worker.worker_id).error(
+            "Worker failed during start-up ({}); next start in {:.2f} s",
+            reason,
+            delay_s,
+        )
+        up = any(w.state is not WorkerState.STARTING for w in pool.workers.values())
+        if pool.start_failures >= self._config.max_start_failures and not up:
+            pool.unavailable = str(
+                PoolUnavailable(pool.backend, pool.start_failures, reason)
+            )
+            while pool.queue:
+                self._fail_queued(
+                    pool.queue.popleft(), "PoolUnavailable", pool.unavailable
+                )
+
     def _forget(self, worker: WorkerProcess) -> None:
         self._workers.pop(worker.worker_id, None)
-        self._pools[worker.backend].workers.pop(worker.worker_id, None)
+        pool = self._pools[worker.backend]
+        pool.workers.pop(worker.worker_id, None)
         if self._by_sentinel.pop(worker.sentinel, None) is not None:
             self._poller.unregister(worker.sentinel)
+        self.worker_pids[pool.backend] = tuple(w.pid for w in pool.workers.values())
 
     def _spawn_missing(self) -> None:
         now_s = self._clock.monotonic()
         for pool in self._pools.values():
             while len(pool.workers) < pool.size and now_s >= pool.next_spawn_at_s:
-                worker = WorkerProcess(
-                    worker_id=next(self._worker_ids),
-                    backend=pool.backend,
-                    provers=pool.provers,
-                    context=self._context,
-                    ipc_dir=self._ipc_dir,
-                    result_endpoint=self._inbox_endpoint,
-                    heartbeat_interval_s=self._config.heartbeat.interval_s,
-                    max_message_bytes=self._config.max_message_bytes,
-                    start_method=self._config.start_method,
-                    now_s=now_s,
-                )
-                pool.workers[worker.worker_id] = worker
-                self._workers[worker.worker_id] = worker
-                self._by_sentinel[worker.sentinel] = worker
-                self._poller.register(worker.sentinel, zmq.POLLIN)
-                self.metrics.workers_started += 1
-                logger.bind(backend=pool.backend, worker=worker.worker_id).debug(
-                    "Started worker pid {}", worker.pid
-                )
+                self._spawn(pool, now_s)
+
+    def _spawn(self, pool: Pool, now_s: float) -> None:
+        worker = WorkerProcess(
+            worker_id=next(self._worker_ids),
+            backend=pool.backend,
+            provers=pool.provers,
+            context=self._context,
+            ipc_dir=self._ipc_dir,
+            result_endpoint=self._inbox_endpoint,
+            heartbeat_interval_s=self._config.heartbeat.interval_s,
+            max_message_bytes=self._config.max_message_bytes,
+            start_method=self._config.start_method,
+            now_s=now_s,
+        )
+        pool.workers[worker.worker_id] = worker
+        self._workers[worker.worker_id] = worker
+        self._by_sentinel[worker.sentinel] = worker
+        self._poller.register(worker.sentinel, zmq.POLLIN)
+        self.worker_pids[pool.backend] = tuple(w.pid for w in pool.workers.values())
+        self.metrics.workers_started += 1
+        logger.bind(backend=pool.backend, worker=worker.worker_id).debug(
+            "Started worker pid {}", worker.pid
+        )
 
     # -- dispatch ----------------------------------------------------------------
 
@@ -546,7 +634,7 @@ class Supervisor:
             )
         )
         try:
-            worker.socket.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
+            worker.socket.send(frame, zmq.NOBLOCK, copy=len(frame) < _BIG_FRAME_BYTES)
         except zmq.Again:
             # A worker holds at most one task, so a full pipe means its peer is gone:
             # the process is dying or stuck. Kill it; its sentinel leads to _reap_dead.
@@ -566,6 +654,9 @@ class Supervisor:
         )
         worker.move_to(WorkerState.BUSY)
         worker.task_id, worker.attempt_id = task_id, attempt_id
+        if record.deadline_s is not None:
+            worker.attempt_deadline_s = record.deadline_s
+            worker.attempt_deadline_at_s = self._clock.monotonic() + record.deadline_s
         self.metrics.dispatched += 1
         logger.bind(task=task_id, backend=pool.backend, attempt=attempt_id).info(
             "Attempt {} started on worker {}", record.attempts + 1, worker.worker_id
@@ -577,8 +668,8 @@ class Supervisor:
         logger.info("Stopping supervisor...")
         workers = list(self._workers.values())
         for worker in workers:
-            if worker.state is WorkerState.STARTING:
-                worker.kill()  # holds no task, and may not be listening yet
+            if worker.state in (WorkerState.STARTING, WorkerState.BUSY):
+                worker.kill()  # a drain is over: what still runs is cut off now
                 continue
             try:
                 worker.socket.send(wire.encode(wire.Shutdown()), zmq.NOBLOCK)

@@ -46,11 +46,6 @@ def worker_main(
 ) -> None:
     """Entry point of a worker process (runs in the child)."""
     _detach_from_terminal_and_parent(parent_pid)
-    for prover in provers.values():
-        setup = getattr(prover, "setup", None)
-        if callable(setup):
-            setup()
-
     context = zmq.Context(io_threads=1)
     beat_stop = threading.Event()
     beat = threading.Thread(
@@ -71,6 +66,8 @@ def worker_main(
     try:
         tasks.connect(task_endpoint)
         results.connect(result_endpoint)
+        if not _set_up(provers, worker_id, results):
+            return
         beat.start()
         results.send(wire.encode(wire.Ready(worker_id=worker_id, pid=os.getpid())))
         _serve(tasks, results, worker_id, provers, max_message_bytes)
@@ -81,6 +78,28 @@ def worker_main(
         tasks.close(linger=0)
         results.close(linger=5000)
         context.term()
+
+
+def _set_up(
+    provers: Mapping[str, Any], worker_id: int, results: zmq.Socket[bytes]
+) -> bool:
+    """Run each prover's optional setup(); on failure tell the supervisor why."""
+    try:
+        for prover in provers.values():
+            setup = getattr(prover, "setup", None)
+            if callable(setup):
+                setup()
+    except Exception as exc:  # noqa: BLE001 - reported to the supervisor, then exit
+        report = wire.StartFailed(
+            worker_id=worker_id,
+            pid=os.getpid(),
+            error_type=type(exc).__name__,
+            message=str(exc),
+            traceback=traceback.format_exc(),
+        )
+        results.send(wire.encode(report))
+        return False
+    return True
 
 
 def _detach_from_terminal_and_parent(parent_pid: int) -> None:
