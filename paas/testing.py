@@ -14,6 +14,7 @@ import ctypes
 import os
 import re
 import signal
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,3 +115,34 @@ class ScriptedProver:
 
     def _do_return(self, script: dict[str, Any]) -> Any:
         return script["value"]
+
+    def _do_wait_for_file(self, script: dict[str, Any]) -> bytes:
+        """Work until ``path`` exists: a proof whose end the test decides."""
+        while not Path(script["path"]).exists():
+            time.sleep(0.01)
+        return bytes(script.get("data", b"done"))
+
+    def _do_grow(self, script: dict[str, Any]) -> bytes:
+        """Touch ``megabytes`` of memory, then hold it and block."""
+        hoard = bytearray(script["megabytes"] << 20)
+        hoard[::4096] = b"x" * len(hoard[::4096])
+        _block_forever()
+        return bytes(hoard[:1])
+
+    def _do_allocate_huge(self, script: dict[str, Any]) -> bytes:
+        return bytes(bytearray(1 << 60))  # raises a real MemoryError
+
+    def _do_spawn_child(self, script: dict[str, Any]) -> bytes:
+        """Start a child process that would outlive the prover, then block."""
+        child = subprocess.Popen(["sleep", "600"])
+        Path(script["child_marker"]).write_text(str(child.pid))
+        _block_forever()
+        return b"unreachable"
+
+
+@dataclass(frozen=True)
+class BrokenSetupProver(ScriptedProver):
+    """A prover whose per-worker setup always fails, as a broken import would."""
+
+    def setup(self) -> None:
+        raise RuntimeError("proving key file is missing")

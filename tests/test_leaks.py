@@ -45,7 +45,9 @@ def _exercise(new_id: NewId, tmp_path: Path) -> Path:
             Job(new_id(), {"do": "block", "marker": str(marker)}), "native"
         )
         os.kill(read_pid(marker), signal.SIGKILL)
-        wait_until(lambda: handle.task(blocked).attempts == 2, "the task to be requeued")
+        wait_until(
+            lambda: handle.task(blocked).attempts == 2, "the task to be requeued"
+        )
         ipc_dir = handle._supervisor._ipc_dir
         assert ipc_dir.exists() and oct(ipc_dir.stat().st_mode & 0o777) == "0o700"
     return ipc_dir
@@ -81,7 +83,9 @@ def test_workers_die_with_their_host(tmp_path: Path) -> None:
             worker_pid = read_pid(marker)
         finally:
             proc.kill()
-    wait_until(lambda: not _alive(worker_pid), f"worker {worker_pid} to exit after its host")
+    wait_until(
+        lambda: not _alive(worker_pid), f"worker {worker_pid} to exit after its host"
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -90,3 +94,30 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_fd_count_is_flat_after_200_worker_replacements(new_id: NewId) -> None:
+    with launch(workers=2, max_tasks_per_worker=1) as handle:
+
+        def settled() -> bool:
+            pids = handle.worker_pids()["native"]
+            return len(pids) == 2 and all(
+                w.state.name == "IDLE"
+                for w in list(handle._supervisor._workers.values())
+            )
+
+        handle.execute(Job(new_id(), {"do": "echo"}), "native", DEADLOCK_GUARD_S)
+        wait_until(settled, "two idle workers", handle.worker_pids)
+        fds_before = len(_open_fds())
+
+        task_ids = [
+            handle.submit_task(Job(new_id(), {"do": "echo"}), "native")
+            for _ in range(200)
+        ]
+        for task_id in task_ids:
+            handle.wait(task_id, timeout_s=DEADLOCK_GUARD_S)
+        wait_until(settled, "two idle workers", handle.worker_pids)
+        retired = handle.metrics()["workers_retired"]
+        fds_after = len(_open_fds())
+    assert retired >= 200
+    assert fds_after == fds_before
