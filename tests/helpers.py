@@ -13,7 +13,9 @@ import pytest
 import paas
 from paas.testing import PROGRAM_KEY, ScriptedProver, script_of
 
-FAST_HEARTBEAT = paas.HeartbeatConfig(interval_s=0.1, timeout_s=1.0, start_timeout_s=60.0)
+FAST_HEARTBEAT = paas.HeartbeatConfig(
+    interval_s=0.1, timeout_s=1.0, start_timeout_s=60.0
+)
 NO_BACKOFF = paas.RetryPolicy(max_retries=3, base_delay_s=0.0, max_delay_s=0.0)
 DEADLOCK_GUARD_S = 60.0
 
@@ -31,7 +33,9 @@ def wait_until(
         if value:
             return value
         time.sleep(0.01)
-    pytest.fail(f"gave up after {DEADLOCK_GUARD_S} s waiting for {what}; saw {observe()!r}")
+    pytest.fail(
+        f"gave up after {DEADLOCK_GUARD_S} s waiting for {what}; saw {observe()!r}"
+    )
 
 
 def launch(
@@ -51,10 +55,11 @@ def launch(
 
 def read_pid(marker: Path) -> int:
     """The pid a ScriptedProver wrote to ``marker`` once it started proving."""
-    text = wait_until(lambda: marker.exists() and marker.read_text(), f"pid in {marker}")
+    text = wait_until(
+        lambda: marker.exists() and marker.read_text(), f"pid in {marker}"
+    )
     return int(text)
 
 
 def calls(counter: Path) -> int:
     return len(counter.read_text().splitlines()) if counter.exists() else 0
-

@@ -8,7 +8,9 @@ import paas
 
 statuses = st.sampled_from(list(paas.TaskStatus))
 
-finite_delays = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
+finite_delays = st.floats(
+    min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False
+)
 
 
 @st.composite

@@ -16,7 +16,10 @@ def _builder(config: paas.ServiceConfig = CONFIG) -> paas.ProverServiceBuilder:
 
 def test_register_returns_the_builder() -> None:
     builder = _builder()
-    assert builder.register("p", input_fetcher=script_of, prover=ScriptedProver()) is builder
+    assert (
+        builder.register("p", input_fetcher=script_of, prover=ScriptedProver())
+        is builder
+    )
 
 
 @pytest.mark.parametrize(
@@ -56,18 +59,26 @@ class _UnshippableProver:
 
 def test_prover_that_cannot_be_shipped_is_rejected_at_register() -> None:
     with pytest.raises(paas.ConfigError, match="cannot be shipped to a worker process"):
-        _builder().register(PROGRAM_KEY, input_fetcher=script_of, prover=_UnshippableProver())
+        _builder().register(
+            PROGRAM_KEY, input_fetcher=script_of, prover=_UnshippableProver()
+        )
 
 
 def test_launch_rejects_a_prover_backend_without_a_pool() -> None:
-    builder = _builder().register("p", input_fetcher=script_of, prover=ScriptedProver("gpu"))
-    with pytest.raises(paas.ConfigError, match="backend 'gpu', but config.pools has no"):
+    builder = _builder().register(
+        "p", input_fetcher=script_of, prover=ScriptedProver("gpu")
+    )
+    with pytest.raises(
+        paas.ConfigError, match="backend 'gpu', but config.pools has no"
+    ):
         builder.launch()
 
 
 def test_launch_rejects_a_pool_no_prover_uses() -> None:
     config = paas.ServiceConfig(pools={"native": 1, "sp1": 2})
-    builder = _builder(config).register("p", input_fetcher=script_of, prover=ScriptedProver())
+    builder = _builder(config).register(
+        "p", input_fetcher=script_of, prover=ScriptedProver()
+    )
     with pytest.raises(paas.ConfigError, match=r"backends no prover uses: \['sp1'\]"):
         builder.launch()
 

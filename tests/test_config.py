@@ -19,7 +19,10 @@ import paas
         ({"multiplier": 0.5}, "multiplier must be >= 1, got 0.5"),
         ({"multiplier": math.nan}, "multiplier must be finite"),
         ({"max_delay_s": math.inf}, "max_delay_s must be finite"),
-        ({"base_delay_s": 2.0, "max_delay_s": 1.0}, "max_delay_s must be >= base_delay_s"),
+        (
+            {"base_delay_s": 2.0, "max_delay_s": 1.0},
+            "max_delay_s must be >= base_delay_s",
+        ),
         ({"jitter": 1.5}, r"jitter must be in \[0, 1\]"),
         ({"jitter": "0.1"}, "jitter must be a number"),
     ],
@@ -35,7 +38,10 @@ def test_retry_policy_rejects(kwargs: dict[str, Any], message: str) -> None:
         ({"interval_s": 0}, "interval_s must be > 0"),
         ({"timeout_s": -1}, "timeout_s must be > 0"),
         ({"interval_s": math.nan}, "interval_s must be finite"),
-        ({"interval_s": 2.0, "timeout_s": 1.0}, r"timeout_s must be > interval_s \(2.0\)"),
+        (
+            {"interval_s": 2.0, "timeout_s": 1.0},
+            r"timeout_s must be > interval_s \(2.0\)",
+        ),
         ({"start_timeout_s": 0}, "start_timeout_s must be > 0"),
     ],
 )
@@ -51,10 +57,22 @@ def test_heartbeat_config_rejects(kwargs: dict[str, Any], message: str) -> None:
         ({"pools": {"native": 0}}, r"pools\['native'\] must be >= 1, got 0"),
         ({"pools": {"native": -2}}, r"pools\['native'\] must be >= 1, got -2"),
         ({"pools": {"": 1}}, "pools keys must be non-empty str"),
-        ({"pools": {"native": 1}, "start_method": "fork"}, "start_method must be one of"),
-        ({"pools": {"native": 1}, "retry": {"max_retries": 1}}, "retry must be a RetryPolicy"),
-        ({"pools": {"native": 1}, "max_message_bytes": 10}, "max_message_bytes must be >="),
-        ({"pools": {"native": 1}, "shutdown_grace_s": math.nan}, "shutdown_grace_s must be"),
+        (
+            {"pools": {"native": 1}, "start_method": "fork"},
+            "start_method must be one of",
+        ),
+        (
+            {"pools": {"native": 1}, "retry": {"max_retries": 1}},
+            "retry must be a RetryPolicy",
+        ),
+        (
+            {"pools": {"native": 1}, "max_message_bytes": 10},
+            "max_message_bytes must be >=",
+        ),
+        (
+            {"pools": {"native": 1}, "shutdown_grace_s": math.nan},
+            "shutdown_grace_s must be",
+        ),
     ],
 )
 def test_service_config_rejects(kwargs: dict[str, Any], message: str) -> None:

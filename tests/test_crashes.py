@@ -48,10 +48,16 @@ def test_sigkill_mid_prove_requeues_and_completes_exactly_once(
     assert (record.status, record.attempts, record.retries) == (S.COMPLETED, 2, 1)
     assert record.last_error_type == "WorkerCrashed"
     assert "killed by signal SIGKILL" in (record.last_error_message or "")
-    assert (metrics["completed"], metrics["workers_crashed"], calls(counter)) == (1, 1, 2)
+    assert (metrics["completed"], metrics["workers_crashed"], calls(counter)) == (
+        1,
+        1,
+        2,
+    )
 
 
-def test_sigstop_hang_is_detected_killed_and_requeued(new_id: NewId, tmp_path: Path) -> None:
+def test_sigstop_hang_is_detected_killed_and_requeued(
+    new_id: NewId, tmp_path: Path
+) -> None:
     job, counter, marker = _once(new_id, tmp_path, do="block", data=b"resumed")
     with launch(workers=1) as handle:
         task_id = handle.submit_task(job, "native")
@@ -62,13 +68,19 @@ def test_sigstop_hang_is_detected_killed_and_requeued(new_id: NewId, tmp_path: P
         metrics = handle.metrics()
     assert (record.attempts, record.last_error_type) == (2, "WorkerHung")
     assert "sent no heartbeat and used no CPU" in (record.last_error_message or "")
-    assert (metrics["workers_hung"], metrics["workers_crashed"], calls(counter)) == (1, 0, 2)
+    assert (metrics["workers_hung"], metrics["workers_crashed"], calls(counter)) == (
+        1,
+        0,
+        2,
+    )
 
 
 def test_pure_python_busy_loop_is_not_a_hang(new_id: NewId) -> None:
     heartbeat = paas.HeartbeatConfig(interval_s=0.05, timeout_s=0.3)
     with launch(heartbeat=heartbeat) as handle:
-        task_id = handle.submit_task(Job(new_id(), {"do": "busy", "seconds": 3.0}), "native")
+        task_id = handle.submit_task(
+            Job(new_id(), {"do": "busy", "seconds": 3.0}), "native"
+        )
         handle.wait(task_id, timeout_s=DEADLOCK_GUARD_S)
         assert handle.task(task_id).attempts == 1
         assert handle.metrics()["workers_hung"] == 0
@@ -119,7 +131,10 @@ def test_task_that_always_kills_its_worker_fails_after_the_budget(
         )
         with pytest.raises(paas.TaskFailed, match="WorkerCrashed"):
             handle.wait(task_id, timeout_s=DEADLOCK_GUARD_S)
-        assert handle.execute(Job(new_id(), {"do": "echo", "data": b"y"}), "native") == b"y"
+        assert (
+            handle.execute(Job(new_id(), {"do": "echo", "data": b"y"}), "native")
+            == b"y"
+        )
         metrics = handle.metrics()
     assert calls(counter) == 3
     assert metrics["workers_crashed"] == 3
@@ -137,10 +152,16 @@ def test_hostile_frames_on_the_supervisor_socket_are_dropped(new_id: NewId) -> N
             msgspec.msgpack.encode({"type": "result", "worker_id": "x"}),
             wire.encode(wire.Shutdown()),  # valid message, wrong direction
             wire.encode(wire.Ready(worker_id=999, pid=1)),  # unknown worker
-            wire.encode(wire.Heartbeat(worker_id=known.worker_id, pid=1, seq=1)),  # pid lie
+            wire.encode(
+                wire.Heartbeat(worker_id=known.worker_id, pid=1, seq=1)
+            ),  # pid lie
         ]
         stale = wire.Result(
-            worker_id=known.worker_id, task_id="t", attempt_id=10**9, proof=b"", prove_time_s=0
+            worker_id=known.worker_id,
+            task_id="t",
+            attempt_id=10**9,
+            proof=b"",
+            prove_time_s=0,
         )
         context = zmq.Context()
         intruder = context.socket(zmq.PUSH)
@@ -151,9 +172,14 @@ def test_hostile_frames_on_the_supervisor_socket_are_dropped(new_id: NewId) -> N
         context.term()
 
         wait_until(
-            lambda: handle.metrics()["frames_dropped"] == len(frames)
-            and handle.metrics()["stale_replies"] == 1,
+            lambda: (
+                handle.metrics()["frames_dropped"] == len(frames)
+                and handle.metrics()["stale_replies"] == 1
+            ),
             "every hostile frame counted",
             handle.metrics,
         )
-        assert handle.execute(Job(new_id(), {"do": "echo", "data": b"z"}), "native") == b"z"
+        assert (
+            handle.execute(Job(new_id(), {"do": "echo", "data": b"z"}), "native")
+            == b"z"
+        )

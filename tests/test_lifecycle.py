@@ -38,7 +38,9 @@ def test_legal_transitions_pass(current: paas.TaskStatus, new: paas.TaskStatus) 
 
 
 @given(statuses, statuses)
-def test_illegal_transitions_raise(current: paas.TaskStatus, new: paas.TaskStatus) -> None:
+def test_illegal_transitions_raise(
+    current: paas.TaskStatus, new: paas.TaskStatus
+) -> None:
     if (current, new) in LEGAL:
         return
     with pytest.raises(paas.IllegalTransition) as info:

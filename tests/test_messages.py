@@ -9,9 +9,15 @@ import paas
 from paas import _messages as wire
 
 inputs = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.binary() | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.binary()
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -31,7 +37,9 @@ def test_task_inputs_round_trip_through_an_assignment(value: object) -> None:
     [
         wire.Ready(worker_id=1, pid=2),
         wire.Heartbeat(worker_id=1, pid=2, seq=3),
-        wire.Result(worker_id=1, task_id="t", attempt_id=4, proof=b"\0" * 9, prove_time_s=0.5),
+        wire.Result(
+            worker_id=1, task_id="t", attempt_id=4, proof=b"\0" * 9, prove_time_s=0.5
+        ),
         wire.Failure(
             worker_id=1,
             task_id="t",
@@ -49,7 +57,10 @@ def test_supervisor_messages_round_trip(message: msgspec.Struct) -> None:
 
 
 def test_unencodable_input_gets_a_clear_error() -> None:
-    with pytest.raises(paas.EncodingError, match="task input of type dict cannot be encoded.*type object is unsupported"):
+    with pytest.raises(
+        paas.EncodingError,
+        match="task input of type dict cannot be encoded.*type object is unsupported",
+    ):
         wire.encode_input({"x": object()})
 
 

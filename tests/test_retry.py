@@ -26,14 +26,18 @@ def test_delay_without_jitter_follows_the_formula(
 ) -> None:
     delay_s = paas.backoff_delay_s(policy, retry_count, FixedRng(0.0))
     try:
-        expected = min(policy.max_delay_s, policy.base_delay_s * policy.multiplier**retry_count)
+        expected = min(
+            policy.max_delay_s, policy.base_delay_s * policy.multiplier**retry_count
+        )
     except OverflowError:
         expected = policy.max_delay_s
     assert delay_s == pytest.approx(expected, rel=1e-9)
 
 
 @given(retry_policies(), st.integers(min_value=0, max_value=60))
-def test_delay_is_monotonic_in_retry_count(policy: paas.RetryPolicy, retry_count: int) -> None:
+def test_delay_is_monotonic_in_retry_count(
+    policy: paas.RetryPolicy, retry_count: int
+) -> None:
     rng = FixedRng(0.0)
     assert paas.backoff_delay_s(policy, retry_count, rng) <= paas.backoff_delay_s(
         policy, retry_count + 1, rng

@@ -56,7 +56,9 @@ def test_wait_on_unknown_task_raises_at_once(service: paas.ServiceHandle) -> Non
         service.wait("no-such-task", timeout_s=DEADLOCK_GUARD_S)
 
 
-def test_wait_times_out_with_the_status(service: paas.ServiceHandle, new_id: NewId) -> None:
+def test_wait_times_out_with_the_status(
+    service: paas.ServiceHandle, new_id: NewId
+) -> None:
     task_id = service.submit_task(_job(new_id, do="block"), "native")
     wait_until(lambda: service.status(task_id) is S.PROVING, "task to start")
     with pytest.raises(TimeoutError, match="is still PROVING after 0.05 s"):
@@ -133,13 +135,17 @@ def test_permanent_error_is_never_retried(
     assert service.task(task_id).retries == 0
 
 
-@pytest.mark.parametrize(("kind", "error_type"), [("keyboard", "KeyboardInterrupt"), ("exit", "SystemExit")])
+@pytest.mark.parametrize(
+    ("kind", "error_type"), [("keyboard", "KeyboardInterrupt"), ("exit", "SystemExit")]
+)
 def test_base_exceptions_in_the_prover_are_transient_and_keep_the_worker(
     new_id: NewId, tmp_path: Path, kind: str, error_type: str
 ) -> None:
     counter = tmp_path / "calls"
     with launch() as handle:
-        job = _job(new_id, do="raise", kind=kind, counter=str(counter), misbehave_times=1)
+        job = _job(
+            new_id, do="raise", kind=kind, counter=str(counter), misbehave_times=1
+        )
         task_id = handle.submit_task(job, "native")
         assert handle.wait(task_id, timeout_s=DEADLOCK_GUARD_S) == b"ok"
         assert handle.task(task_id).last_error_type == error_type
@@ -150,7 +156,9 @@ def test_result_that_is_not_bytes_fails_permanently(
     service: paas.ServiceHandle, new_id: NewId
 ) -> None:
     task_id = service.submit_task(_job(new_id, do="return", value={"a": 1}), "native")
-    with pytest.raises(paas.TaskFailed, match="prove\\(\\) returned dict, expected bytes"):
+    with pytest.raises(
+        paas.TaskFailed, match="prove\\(\\) returned dict, expected bytes"
+    ):
         service.wait(task_id, timeout_s=DEADLOCK_GUARD_S)
     assert service.task(task_id).attempts == 1
 
@@ -161,10 +169,14 @@ def test_result_larger_than_10_mb(service: paas.ServiceHandle, new_id: NewId) ->
     assert proof == bytes(size)
 
 
-def test_result_over_the_message_limit_fails_with_the_setting_named(new_id: NewId) -> None:
+def test_result_over_the_message_limit_fails_with_the_setting_named(
+    new_id: NewId,
+) -> None:
     with launch(max_message_bytes=64 * 1024) as handle:
         task_id = handle.submit_task(_job(new_id, do="size", n=100_000), "native")
-        with pytest.raises(paas.TaskFailed, match="over ServiceConfig.max_message_bytes"):
+        with pytest.raises(
+            paas.TaskFailed, match="over ServiceConfig.max_message_bytes"
+        ):
             handle.wait(task_id, timeout_s=DEADLOCK_GUARD_S)
         assert handle.execute(_job(new_id, do="echo", data=b"ok"), "native") == b"ok"
 
@@ -196,7 +208,9 @@ def test_input_fetcher_error_fails_the_task_clearly(new_id: NewId) -> None:
 def test_a_slow_proof_never_holds_back_an_idle_worker(
     service: paas.ServiceHandle, new_id: NewId, tmp_path: Path
 ) -> None:
-    slow = service.submit_task(_job(new_id, do="block", marker=str(tmp_path / "m")), "native")
+    slow = service.submit_task(
+        _job(new_id, do="block", marker=str(tmp_path / "m")), "native"
+    )
     read_pid(tmp_path / "m")
     quick = [service.submit_task(_job(new_id, do="echo"), "native") for _ in range(20)]
     for task_id in quick:
