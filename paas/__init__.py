@@ -14,6 +14,9 @@ from paas._errors import (
     ConfigError,
     EncodingError,
     IllegalTransition,
+    InputError,
+    InputNotReady,
+    InputRejected,
     InternalError,
     PaasError,
     PermanentError,
@@ -31,11 +34,12 @@ from paas._errors import (
     WorkerLost,
 )
 from paas._lifecycle import ALLOWED_TRANSITIONS, TaskStatus
-from paas._proofs import FileProofStore, InMemoryProofStore
+from paas._proofs import FileProofStore, InMemoryProofStore, ProofStore
+from paas._registry import Program, Prover
 from paas._retry import backoff_delay_s
-from paas._service import Program, Prover, ProverServiceBuilder, ServiceHandle, TaskId
+from paas._service import ProverServiceBuilder, ServiceHandle, TaskId
+from paas._sqlite_store import SQLiteTaskStore
 from paas._store import InMemoryTaskStore, TaskRecord, TaskStore
-from paas._supervisor import ProofStore
 
 _logger.disable("paas")
 
@@ -52,6 +56,9 @@ __all__ = [
     "IllegalTransition",
     "InMemoryProofStore",
     "InMemoryTaskStore",
+    "InputError",
+    "InputNotReady",
+    "InputRejected",
     "InternalError",
     "PaasError",
     "PermanentError",
@@ -61,6 +68,7 @@ __all__ = [
     "ProverError",
     "ProverServiceBuilder",
     "RetryPolicy",
+    "SQLiteTaskStore",
     "ServiceClosedError",
     "ServiceConfig",
     "ServiceHandle",

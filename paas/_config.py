@@ -7,6 +7,7 @@ settings fails at construction rather than deep inside the supervisor.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -101,6 +102,11 @@ class ServiceConfig:
     attempts; ``max_worker_memory_bytes`` kills a worker whose resident memory
     exceeds it; after ``max_start_failures`` start-up deaths in a row, with no
     worker up, the pool's queued tasks fail instead of waiting forever.
+    With ``state_dir`` set, tasks live in ``<state_dir>/tasks.db`` (SQLite) and
+    proofs under ``<state_dir>/proofs/<program>/``, and survive host restarts;
+    without it, both are kept in memory. An input fetcher that raises
+    ``InputNotReady`` is asked again every ``blocked_recheck_s``, at most
+    ``max_blocked_rechecks`` times.
     """
 
     pools: Mapping[str, int]
@@ -115,6 +121,10 @@ class ServiceConfig:
     max_start_failures: int = 5
     max_tasks_per_worker: int | None = None
     max_worker_memory_bytes: int | None = None
+    state_dir: str | None = None
+    recovery_interval_s: float = 30.0
+    blocked_recheck_s: float = 5.0
+    max_blocked_rechecks: int = 60
 
     def __post_init__(self) -> None:
         if not isinstance(self.pools, Mapping) or not self.pools:
@@ -138,6 +148,18 @@ class ServiceConfig:
         _whole("max_message_bytes", self.max_message_bytes, 1024)
         _whole("fetch_threads", self.fetch_threads, 1)
         _whole("max_start_failures", self.max_start_failures, 1)
+        _whole("max_blocked_rechecks", self.max_blocked_rechecks, 0)
+        for name in ("recovery_interval_s", "blocked_recheck_s"):
+            value = getattr(self, name)
+            _finite(name, value)
+            if value <= 0:
+                raise ConfigError(f"{name} must be > 0, got {value}")
+        if self.state_dir is not None and not isinstance(
+            self.state_dir, str | os.PathLike
+        ):
+            raise ConfigError(
+                f"state_dir must be a path or None, got {self.state_dir!r}"
+            )
         if self.max_tasks_per_worker is not None:
             _whole("max_tasks_per_worker", self.max_tasks_per_worker, 1)
         if self.max_worker_memory_bytes is not None:

@@ -7,6 +7,9 @@
     │   ├── UnknownBackendError (KeyError)
     │   ├── TaskNotFound (KeyError)
     │   └── ServiceClosedError           the service was used after shutdown
+    ├── InputError                       raised *by input fetchers* to signal intent
+    │   ├── InputNotReady                not yet: BLOCKED, fetched again later
+    │   └── InputRejected                never: PERMANENT_FAILURE at once
     ├── ProverError                      raised *by provers* to signal intent
     │   ├── TransientError               retry with backoff
     │   └── PermanentError               never retry
@@ -66,6 +69,18 @@ class TaskNotFound(UsageError, KeyError):
 
 class ServiceClosedError(UsageError):
     """The service handle was used after shutdown began."""
+
+
+class InputError(PaasError):
+    """Base for the errors an input fetcher raises to say what became of the input."""
+
+
+class InputNotReady(InputError):
+    """The input does not exist yet; the task waits BLOCKED and is checked again."""
+
+
+class InputRejected(InputError):
+    """The input is invalid for good; the task fails without proving."""
 
 
 class ProverError(PaasError):

@@ -165,11 +165,32 @@ class Pool:
         self.size = size
         self.provers = dict(provers)
         self.workers: dict[int, WorkerProcess] = {}
-        self.queue: deque[str] = deque()
+        self._queue: deque[str] = deque()
+        self._queued: set[str] = set()  # the same ids, so a task is never queued twice
         self.idle: deque[WorkerProcess] = deque()
         self.start_failures = 0
         self.next_spawn_at_s = 0.0
         self.unavailable: str | None = None
+
+    def push(self, task_id: str, *, front: bool = False) -> None:
+        if task_id in self._queued:
+            return
+        self._queued.add(task_id)
+        if front:
+            self._queue.appendleft(task_id)
+        else:
+            self._queue.append(task_id)
+
+    def pop(self) -> str:
+        task_id = self._queue.popleft()
+        self._queued.discard(task_id)
+        return task_id
+
+    def queued(self) -> frozenset[str]:
+        return frozenset(self._queued)
+
+    def __len__(self) -> int:
+        return len(self._queue)
 
     def take_idle(self) -> WorkerProcess | None:
         while self.idle:

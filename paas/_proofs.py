@@ -8,13 +8,32 @@ so a task is never reported done without its proof stored.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
 import threading
 from pathlib import Path
+from typing import Protocol
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
+
+
+class ProofStore(Protocol):
+    """Where finished proofs go, keyed by task id.
+
+    ``put`` runs on the supervisor thread before the task becomes COMPLETED, so
+    it should be quick; ``get`` returns None for a task with no stored proof.
+    """
+
+    def put(self, task_id: str, proof: bytes) -> None: ...
+
+    def get(self, task_id: str) -> bytes | None: ...
+
+
+def checksum(proof: bytes) -> str:
+    """The hash recorded next to a stored proof."""
+    return hashlib.sha256(proof).hexdigest()
 
 
 class InMemoryProofStore:

@@ -3,30 +3,26 @@
     ProverServiceBuilder(config).register(...).launch() -> ServiceHandle
 
 On submit the handle derives the task id, creates the task PENDING in the store
-and hands the input fetch to a small thread pool; the fetched input is encoded
-once (PENDING -> QUEUED) and the task id is posted to the supervisor thread,
-which owns everything after that. Waiters block on one condition variable that
-the supervisor notifies whenever a task reaches a terminal status.
+and hands it to the input fetcher; the fetched input is encoded once (PENDING ->
+QUEUED) and the task id is posted to the supervisor thread, which owns everything
+after that. Waiters block on one condition variable that the supervisor notifies
+whenever a task reaches a terminal status.
 """
 
 from __future__ import annotations
 
 import atexit
-import hashlib
 import itertools
-import math
 import random
 import signal
 import threading
-import uuid
 import weakref
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
-from typing import Any, NewType, Protocol, Self
+from typing import Any, NewType, Self
 
-import dill
+import msgspec
 from loguru import logger
 
 from paas._clock import Clock, SystemClock
@@ -40,47 +36,23 @@ from paas._errors import (
     UnknownBackendError,
     UnknownProgramError,
 )
+from paas._inputs import InputFetcher
 from paas._lifecycle import TaskStatus
-from paas._messages import encode_input
-from paas._proofs import InMemoryProofStore
+from paas._proofs import FileProofStore, InMemoryProofStore, ProofStore
+from paas._registry import (
+    Program,
+    Registration,
+    check_deadline,
+    check_proof_store,
+    check_provers,
+    provers_by_backend,
+    task_id_for,
+)
 from paas._retry import Rng
 from paas._store import InMemoryTaskStore, TaskRecord, TaskStore
-from paas._supervisor import ProofStore, Supervisor
+from paas._supervisor import Supervisor
 
 TaskId = NewType("TaskId", str)
-
-
-class Program(Protocol):
-    """What ``submit_task`` needs of a program: which registration it belongs to.
-
-    A ``program_id`` attribute, if present, makes the task id deterministic, so
-    submitting the same program to the same backend twice returns the same task.
-    """
-
-    routing_key: str
-
-
-@dataclass(frozen=True)
-class Prover:
-    """A prover built from plain functions.
-
-    ``prove`` runs in a worker process of ``backend``; ``setup``, if given, runs
-    once in each worker before its first task (load keys, warm caches). Both must
-    be picklable by dill: module-level functions always are.
-    """
-
-    backend: str
-    prove: Callable[[Any], bytes]
-    setup: Callable[[], None] | None = None
-
-
-@dataclass(frozen=True)
-class _Registration:
-    program_key: str
-    input_fetcher: Callable[[Any], Any]
-    provers: Mapping[str, Any]
-    proof_store: ProofStore
-    deadline_s: float | None
 
 
 class ProverServiceBuilder:
@@ -100,7 +72,7 @@ class ProverServiceBuilder:
         self._store = store
         self._clock = clock or SystemClock()
         self._rng = rng or random.Random()
-        self._registrations: dict[str, _Registration] = {}
+        self._registrations: dict[str, Registration] = {}
 
     def register(
         self,
@@ -110,12 +82,15 @@ class ProverServiceBuilder:
         prover: Any,
         proof_store: ProofStore | None = None,
         deadline_s: float | None = None,
+        program_type: type | None = None,
     ) -> Self:
         """Route programs whose ``routing_key`` is ``program_key`` to these handlers.
 
         ``prover`` is one prover or a list of provers with distinct backends; each
         has ``backend`` and ``prove(input) -> bytes``. An attempt running longer
-        than ``deadline_s`` is killed and counts as a transient failure.
+        than ``deadline_s`` is killed and counts as a transient failure. With
+        ``program_type`` (a dataclass or msgspec Struct), programs are stored with
+        their task, so a task still PENDING when the host died resumes by itself.
         """
         if not isinstance(program_key, str) or not program_key:
             raise ConfigError(
@@ -125,83 +100,51 @@ class ProverServiceBuilder:
             raise ConfigError(f"program_key {program_key!r} is registered already")
         if not callable(input_fetcher):
             raise ConfigError(f"input_fetcher must be callable, got {input_fetcher!r}")
-        store = proof_store if proof_store is not None else InMemoryProofStore()
-        if not (
-            callable(getattr(store, "put", None))
-            and callable(getattr(store, "get", None))
-        ):
-            raise ConfigError(f"proof_store must have put() and get(), got {store!r}")
-        provers = _check_provers(program_key, prover)
-        _check_deadline(deadline_s)
-        self._registrations[program_key] = _Registration(
-            program_key, input_fetcher, provers, store, deadline_s
+        if program_type is not None and not isinstance(program_type, type):
+            raise ConfigError(f"program_type must be a class, got {program_type!r}")
+        store = (
+            proof_store
+            if proof_store is not None
+            else self._default_proofs(program_key)
+        )
+        check_proof_store(store)
+        check_deadline(deadline_s)
+        provers = check_provers(program_key, prover)
+        self._registrations[program_key] = Registration(
+            program_key, input_fetcher, provers, store, deadline_s, program_type
         )
         return self
+
+    def _default_proofs(self, program_key: str) -> ProofStore:
+        if self._config.state_dir is None:
+            return InMemoryProofStore()
+        return FileProofStore(Path(self._config.state_dir) / "proofs" / program_key)
 
     def launch(self) -> ServiceHandle:
         """Start the pools and return the handle; use it as a context manager."""
         if not self._registrations:
             raise ConfigError("register at least one program before launch()")
-        by_backend: dict[str, dict[str, Any]] = {}
-        for reg in self._registrations.values():
-            for backend, prover in reg.provers.items():
-                if backend not in self._config.pools:
-                    raise ConfigError(
-                        f"program {reg.program_key!r} has a prover for backend "
-                        f"{backend!r}, but config.pools has no pool for it"
-                    )
-                by_backend.setdefault(backend, {})[reg.program_key] = prover
-        unused = sorted(set(self._config.pools) - set(by_backend))
-        if unused:
-            raise ConfigError(f"config.pools names backends no prover uses: {unused}")
+        grouped = provers_by_backend(self._registrations, self._config.pools)
+        store, owned = self._store, False
+        if store is None:
+            store, owned = _default_store(self._config), True
         return ServiceHandle(
             self._config,
             dict(self._registrations),
-            by_backend,
-            self._store if self._store is not None else InMemoryTaskStore(),
+            grouped,
+            store,
             self._clock,
             self._rng,
+            owns_store=owned,
         )
 
 
-def _check_deadline(deadline_s: float | None) -> None:
-    if deadline_s is None:
-        return
-    if isinstance(deadline_s, bool) or not isinstance(deadline_s, int | float):
-        raise ConfigError(f"deadline_s must be a number or None, got {deadline_s!r}")
-    if not math.isfinite(deadline_s) or deadline_s <= 0:
-        raise ConfigError(f"deadline_s must be finite and > 0, got {deadline_s}")
+def _default_store(config: ServiceConfig) -> TaskStore:
+    if config.state_dir is None:
+        return InMemoryTaskStore()
+    from paas._sqlite_store import SQLiteTaskStore
 
-
-def _check_provers(program_key: str, prover: Any) -> dict[str, Any]:
-    candidates = list(prover) if isinstance(prover, list | tuple) else [prover]
-    if not candidates:
-        raise ConfigError(f"program {program_key!r}: prover list is empty")
-    provers: dict[str, Any] = {}
-    for candidate in candidates:
-        backend = getattr(candidate, "backend", None)
-        if not isinstance(backend, str) or not backend:
-            raise ConfigError(
-                f"program {program_key!r}: prover {candidate!r} needs a non-empty str "
-                "'backend' attribute"
-            )
-        if not callable(getattr(candidate, "prove", None)):
-            raise ConfigError(
-                f"program {program_key!r}: prover {candidate!r} has no prove()"
-            )
-        if backend in provers:
-            raise ConfigError(
-                f"program {program_key!r}: two provers for backend {backend!r}"
-            )
-        try:
-            dill.dumps(candidate)
-        except Exception as exc:
-            raise ConfigError(
-                f"program {program_key!r}: prover for backend {backend!r} cannot be "
-                f"shipped to a worker process (dill could not pickle it: {exc})"
-            ) from exc
-        provers[backend] = candidate
-    return provers
+    return SQLiteTaskStore(Path(config.state_dir) / "tasks.db")
 
 
 class ServiceHandle:
@@ -210,35 +153,50 @@ class ServiceHandle:
     def __init__(
         self,
         config: ServiceConfig,
-        registrations: dict[str, _Registration],
-        provers_by_backend: dict[str, dict[str, Any]],
+        registrations: dict[str, Registration],
+        grouped_provers: dict[str, dict[str, Any]],
         store: TaskStore,
         clock: Clock,
         rng: Rng,
+        *,
+        owns_store: bool = False,
     ) -> None:
         self._registrations = registrations
         self._store = store
+        self._owns_store = owns_store
         self._clock = clock
         self._finished = threading.Condition()
         self._closed = False
         self._close_lock = threading.Lock()
         self._entered = False
-        self._fetchers = ThreadPoolExecutor(
-            config.fetch_threads, thread_name_prefix="paas-fetch"
+        self._inputs = InputFetcher(
+            config,
+            registrations,
+            store,
+            clock,
+            on_queued=lambda task_id, backend: self._supervisor.enqueue(
+                task_id, backend
+            ),
+            on_blocked=lambda task_id, delay_s: self._supervisor.block(
+                task_id, delay_s
+            ),
+            on_failed=self._notify_finished,
         )
         self._supervisor = Supervisor(
             config,
-            provers_by_backend,
+            grouped_provers,
             store,
             {key: reg.proof_store for key, reg in registrations.items()},
             clock,
             rng,
-            self._notify_finished,
+            on_finished=self._notify_finished,
+            on_pending=self._inputs.start,
+            on_stopped=lambda: self._notify_finished(""),
         )
         self._supervisor.start()
         _live_handles.add(self)
 
-    # -- context management -------------------------------------------------------
+    # -- context management --------------------------------------------------------
 
     def __enter__(self) -> Self:
         if self._closed:
@@ -259,16 +217,24 @@ class ServiceHandle:
     # -- submitting ----------------------------------------------------------------
 
     def submit_task(
-        self, program: Program, backend: str, *, deadline_s: float | None = None
+        self,
+        program: Program,
+        backend: str,
+        *,
+        deadline_s: float | None = None,
+        idempotency_key: str | None = None,
     ) -> TaskId:
         """Create a task for ``program`` on ``backend``; returns at once.
 
+        The task id comes from ``idempotency_key`` if given, else from the
+        program's routing key, ``program_id`` and the backend: submitting the same
+        program again returns the same task and never proves it twice.
         ``deadline_s`` overrides the program's deadline for this task.
         """
         self._check_open()
         registration = self._registration_for(program, backend)
-        _check_deadline(deadline_s)
-        task_id = _task_id_for(program, backend)
+        check_deadline(deadline_s)
+        task_id = task_id_for(program, backend, idempotency_key)
         now_s = self._clock.time()
         record, created = self._store.create(
             TaskRecord(
@@ -277,23 +243,21 @@ class ServiceHandle:
                 backend=backend,
                 created_at=now_s,
                 updated_at=now_s,
-                deadline_s=deadline_s
-                if deadline_s is not None
-                else registration.deadline_s,
+                deadline_s=registration.deadline_s
+                if deadline_s is None
+                else deadline_s,
+                program=_encode_program(registration, program),
             )
         )
         if created:
             logger.bind(task=task_id, backend=backend).info(
                 "Task submitted for program {}", registration.program_key
             )
-            self._fetchers.submit(
-                self._fetch_input, task_id, program, registration, backend
-            )
-        else:
-            logger.bind(task=task_id).debug("Task exists already ({})", record.status)
+        if record.status is TaskStatus.PENDING:
+            self._inputs.start(record, program)
         return TaskId(task_id)
 
-    def _registration_for(self, program: Program, backend: str) -> _Registration:
+    def _registration_for(self, program: Program, backend: str) -> Registration:
         key = getattr(program, "routing_key", None)
         registration = self._registrations.get(key) if isinstance(key, str) else None
         if registration is None:
@@ -307,39 +271,6 @@ class ServiceHandle:
                 f"its backends: {sorted(registration.provers)}"
             )
         return registration
-
-    def _fetch_input(
-        self, task_id: str, program: Program, registration: _Registration, backend: str
-    ) -> None:
-        try:
-            raw = encode_input(registration.input_fetcher(program))
-        except Exception as exc:  # noqa: BLE001 - any fetch failure fails the task, loudly
-            kind = (
-                "input cannot be encoded"
-                if isinstance(exc, EncodingError)
-                else ("input_fetcher raised")
-            )
-            logger.bind(task=task_id).opt(exception=True).error(
-                "Task input failed: {}", kind
-            )
-            self._store.transition(
-                task_id,
-                TaskStatus.PENDING,
-                TaskStatus.PERMANENT_FAILURE,
-                last_error_type=type(exc).__name__,
-                last_error_message=f"{kind}: {exc}",
-                updated_at=self._clock.time(),
-            )
-            self._notify_finished(task_id)
-            return
-        self._store.transition(
-            task_id,
-            TaskStatus.PENDING,
-            TaskStatus.QUEUED,
-            input=raw,
-            updated_at=self._clock.time(),
-        )
-        self._supervisor.enqueue(task_id, backend)
 
     # -- querying ------------------------------------------------------------------
 
@@ -427,11 +358,11 @@ class ServiceHandle:
         """Submit and wait: the proof, or the task's failure."""
         return self.wait(self.submit_task(program, backend), timeout_s)
 
-    # -- shutdown --------------------------------------------------------------------
+    # -- shutdown ------------------------------------------------------------------
 
     def worker_pids(self) -> dict[str, tuple[int, ...]]:
         """Live worker pids per backend (for monitoring and fault injection)."""
-        return dict(self._supervisor.worker_pids)
+        return dict(self._supervisor.fleet.worker_pids)
 
     def shutdown(self, *, drain: bool = False, timeout_s: float = 30.0) -> None:
         """Stop the service and release every resource; safe to call again.
@@ -449,7 +380,9 @@ class ServiceHandle:
         self._supervisor.stop(timeout_s if drain else 0.0)
         if not first:
             return
-        self._fetchers.shutdown(wait=True, cancel_futures=True)
+        self._inputs.shutdown()
+        if self._owns_store:
+            self._store.close()
         with self._finished:
             self._finished.notify_all()
         _live_handles.discard(self)
@@ -489,12 +422,18 @@ class ServiceHandle:
             self._finished.notify_all()
 
 
-def _task_id_for(program: Program, backend: str) -> str:
-    program_id = getattr(program, "program_id", None)
-    if program_id is None:
-        return uuid.uuid4().hex
-    key = f"{program.routing_key}\0{program_id}\0{backend}".encode()
-    return hashlib.sha256(key).hexdigest()[:32]
+def _encode_program(registration: Registration, program: Program) -> msgspec.Raw | None:
+    if registration.program_type is None:
+        return None
+    if not isinstance(program, registration.program_type):
+        raise UnknownProgramError(
+            f"program {registration.program_key!r} expects "
+            f"{registration.program_type.__name__}, got {type(program).__name__}"
+        )
+    try:
+        return msgspec.Raw(msgspec.msgpack.encode(program))
+    except (TypeError, ValueError) as exc:
+        raise EncodingError(f"program cannot be stored: {exc}") from exc
 
 
 _live_handles: weakref.WeakSet[ServiceHandle] = weakref.WeakSet()

@@ -43,6 +43,7 @@ class TaskRecord(msgspec.Struct, kw_only=True):
     proof_size: int | None = None
     proof_sha256: str | None = None
     input: msgspec.Raw | None = None
+    program: msgspec.Raw | None = None
 
 
 _MUTABLE_FIELDS = frozenset(TaskRecord.__struct_fields__) - {
@@ -111,7 +112,7 @@ class InMemoryTaskStore:
             existing = self._records.get(record.task_id)
             if existing is not None:
                 return msgspec.structs.replace(existing), False
-            self._records[record.task_id] = record
+            self._records[record.task_id] = msgspec.structs.replace(record)
             return msgspec.structs.replace(record), True
 
     def get(self, task_id: str) -> TaskRecord:
@@ -184,5 +185,4 @@ class InMemoryTaskStore:
         yield  # every write is already atomic and immediate in memory
 
     def close(self) -> None:
-        with self._lock:
-            self._records.clear()
+        """Nothing to release; records stay readable until the store is dropped."""

@@ -25,11 +25,12 @@ from loguru import logger
 if TYPE_CHECKING:
     from loguru import Record
 
+    _Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_LOG_LEVEL = "WARNING"
-EXIT_INTERRUPTED = 130
-
-_Subparsers = argparse._SubParsersAction  # type: ignore[type-arg]
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE from sysexits.h
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,12 +124,14 @@ def _add_demo(subparsers: _Subparsers) -> None:
     )
     parser.add_argument(
         "--tasks",
+        metavar="N",
         type=_positive_int,
-        default=90,
+        default=140,
         help="tasks per program (default %(default)s: about a minute on 2 cores)",
     )
     parser.add_argument(
         "--workers",
+        metavar="N",
         type=_positive_int,
         default=1,
         help="worker processes per backend pool (default %(default)s, so the two "
@@ -136,19 +139,22 @@ def _add_demo(subparsers: _Subparsers) -> None:
     )
     parser.add_argument(
         "--iterations",
+        metavar="N",
         type=_positive_int,
-        default=100_000,
+        default=60_000,
         help="VDF iterations per task (default %(default)s; about 0.5-1 s per "
         "100000 on one core)",
     )
     parser.add_argument(
         "--state-dir",
+        metavar="DIR",
         default="./demo-state",
         help="where proofs and the Groth16 key go; proofs of earlier runs are "
         "removed first (default %(default)s)",
     )
     parser.add_argument(
         "--seed",
+        metavar="N",
         type=int,
         default=0,
         help="seed for the program inputs; the same seed proves the same batch "
@@ -156,6 +162,7 @@ def _add_demo(subparsers: _Subparsers) -> None:
     )
     parser.add_argument(
         "--timeout-s",
+        metavar="SECONDS",
         type=_positive_float,
         default=900.0,
         help="give up on tasks not finished this many seconds after submission "
@@ -165,9 +172,26 @@ def _add_demo(subparsers: _Subparsers) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from paas_examples import demo
-
+    try:
+        from paas_examples import demo
+    except ModuleNotFoundError as exc:
+        if exc.name not in _DEMO_NEEDS:
+            raise
+        hint = _DEMO_NEEDS[exc.name]
+        print(f"paas demo: cannot import {exc.name}; {hint}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     return demo.main(args)
+
+
+_DEMO_NEEDS = {
+    "paas_examples": (
+        "it ships beside paas in the source tree. If paas is installed in editable "
+        "mode from a checkout older than paas_examples, reinstall it (pip install "
+        "-e .) so the import finder learns about the new package."
+    ),
+    "rich": "install the demo extras: pip install 'paas[demo]'",
+    "chiavdf": "install the demo extras: pip install 'paas[demo]'",
+}
 
 
 _SUBCOMMANDS: tuple[Callable[[_Subparsers], None], ...] = (_add_demo,)
@@ -177,12 +201,16 @@ _SUBCOMMANDS: tuple[Callable[[_Subparsers], None], ...] = (_add_demo,)
 
 
 def _enable_logging(level: str) -> None:
+    # Replace loguru's own default sink (DEBUG, stderr) rather than add a second.
     logger.remove()
     logger.add(
         _write_to_stderr,
         level=level,
         format=_format_record,
         colorize=sys.stderr.isatty(),
+        # Tracebacks without the values of local variables: those can be task
+        # inputs, which do not belong in a log.
+        diagnose=False,
     )
     logger.enable("paas")
 

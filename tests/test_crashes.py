@@ -29,7 +29,7 @@ def _once(new_id: NewId, tmp_path: Path, **script: Any) -> tuple[Job, Path, Path
 
 
 def _pool_full(handle: paas.ServiceHandle, size: int) -> bool:
-    workers = handle._supervisor._workers.values()
+    workers = handle._supervisor.fleet.workers.values()
     return sum(w.process.is_alive() for w in workers) == size
 
 
@@ -144,7 +144,7 @@ def test_hostile_frames_on_the_supervisor_socket_are_dropped(new_id: NewId) -> N
     with launch() as handle:
         handle.execute(Job(new_id(), {"do": "echo"}), "native", DEADLOCK_GUARD_S)
         supervisor = handle._supervisor
-        known = next(iter(supervisor._workers.values()))
+        known = next(iter(supervisor.fleet.workers.values()))
         frames = [
             b"",
             b"\xc1 random",
@@ -165,7 +165,7 @@ def test_hostile_frames_on_the_supervisor_socket_are_dropped(new_id: NewId) -> N
         )
         context = zmq.Context()
         intruder = context.socket(zmq.PUSH)
-        intruder.connect(supervisor._inbox_endpoint)
+        intruder.connect(supervisor.inbox_endpoint)
         for frame in [*frames, wire.encode(stale)]:
             intruder.send(frame)
         intruder.close(linger=DEADLOCK_GUARD_S * 1000)

@@ -38,7 +38,7 @@ def inbox() -> Iterator[tuple[paas.ServiceHandle, zmq.Socket[bytes]]]:
     with launch() as handle:
         context = zmq.Context()
         sock = context.socket(zmq.PUSH)
-        sock.connect(handle._supervisor._inbox_endpoint)
+        sock.connect(handle._supervisor.inbox_endpoint)
         yield handle, sock
         sock.close(linger=0)
         context.term()

@@ -103,7 +103,7 @@ def test_fd_count_is_flat_after_200_worker_replacements(new_id: NewId) -> None:
             pids = handle.worker_pids()["native"]
             return len(pids) == 2 and all(
                 w.state.name == "IDLE"
-                for w in list(handle._supervisor._workers.values())
+                for w in list(handle._supervisor.fleet.workers.values())
             )
 
         handle.execute(Job(new_id(), {"do": "echo"}), "native", DEADLOCK_GUARD_S)
