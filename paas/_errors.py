@@ -124,7 +124,9 @@ class WorkerLost(PaasError):
 class WorkerCrashed(WorkerLost):
     """A worker process exited on its own or was killed by a signal."""
 
-    def __init__(self, pid: int, exitcode: int | None, backend: str) -> None:
+    def __init__(
+        self, pid: int, exitcode: int | None, backend: str, *, starting: bool = False
+    ) -> None:
         self.pid = pid
         self.exitcode = exitcode
         self.backend = backend
@@ -136,6 +138,13 @@ class WorkerCrashed(WorkerLost):
         else:
             how = f"exited with code {exitcode}"
             causes = "os._exit() or a fatal error in the prover's native code"
+        if starting:
+            super().__init__(
+                f"worker pid {pid} of backend {backend!r} {how} during start-up, "
+                "before it was ready; likely causes: the prover could not be "
+                "unpickled or imported in a fresh process (see the worker's stderr)"
+            )
+            return
         super().__init__(
             f"worker pid {pid} of backend {backend!r} {how} while proving; "
             f"likely causes: {causes}. The attempt counts against the retry budget "

@@ -145,7 +145,9 @@ class Fleet:
                 worker.close()
                 self._metrics.workers_retired += 1
                 continue
-            self.lose(worker, WorkerCrashed(worker.pid, code, worker.backend))
+            starting = worker.state is WorkerState.STARTING
+            error = WorkerCrashed(worker.pid, code, worker.backend, starting=starting)
+            self.lose(worker, error)
 
     def check_health(self) -> None:
         now_s = self._clock.monotonic()

@@ -73,7 +73,10 @@ class InputFetcher:
         self._pool.submit(self._fetch, record, program)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        # A fetcher may block on slow I/O; shutdown must not wait for it. A fetch
+        # that finishes later cannot write to the closed store, and the task stays
+        # PENDING for the next launch.
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _decode_program(self, record: TaskRecord) -> Any | None:
         program_type = self._registrations[record.program_key].program_type

@@ -19,15 +19,15 @@ with ``PRAGMA application_id`` and ``user_version``; a file that is not ours is
 refused with :class:`StoreError` and never written to.
 
 Cost: a write outside a batch is its own commit (tens of microseconds on disk);
-inside a batch it is a few microseconds. Known limitation: nothing stops two
-writing stores on the same file (SQLite keeps it consistent and the
-compare-and-set refuses stale transitions, but two supervisors would both
-dispatch the same tasks).
+inside a batch it is a few microseconds. Only one writing store may hold a file at
+a time: a writer takes an exclusive ``flock`` on ``<file>.lock``, because two
+supervisors on one file would both dispatch the same tasks. Readers take no lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import os
 import sqlite3
@@ -119,7 +119,16 @@ class SQLiteTaskStore:
         self._lock = threading.RLock()
         self._batch_depth = 0
         self._batch_failure: str | None = None
-        self._conn: sqlite3.Connection | None = _connect(self._path, read_only)
+        lock_existed = Path(f"{self._path}.lock").exists()
+        self._writer_lock = None if read_only else _claim_writer(self._path)
+        try:
+            self._conn: sqlite3.Connection | None = _connect(self._path, read_only)
+        except BaseException:
+            _release_writer(self._writer_lock)
+            if self._writer_lock is not None and not lock_existed:
+                # Leave a refused file's folder exactly as it was found.
+                Path(f"{self._path}.lock").unlink(missing_ok=True)
+            raise
         logger.bind(store=str(self._path)).info(
             "Task store opened{}", " read-only" if read_only else ""
         )
@@ -205,6 +214,9 @@ class SQLiteTaskStore:
                 raise StoreError(
                     f"closing task store {self._path} failed: {exc}"
                 ) from exc
+            finally:
+                _release_writer(self._writer_lock)
+                self._writer_lock = None
         logger.bind(store=str(self._path)).info("Task store closed")
 
     # -- reads ---------------------------------------------------------------------
@@ -367,6 +379,26 @@ class SQLiteTaskStore:
     def _abandon_batch(self, conn: sqlite3.Connection, failure: str) -> None:
         self._batch_failure = failure
         _roll_back_quietly(conn)
+
+
+def _claim_writer(path: Path) -> int:
+    """Hold an exclusive lock beside the file for as long as this store writes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise StoreError(
+            f"task store {path} is in use by another writer (another service on the "
+            "same state_dir?); stop it first or use another state_dir"
+        ) from exc
+    return fd
+
+
+def _release_writer(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
 
 
 def _roll_back_quietly(conn: sqlite3.Connection) -> None:

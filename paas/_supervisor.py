@@ -99,6 +99,7 @@ class Supervisor:
         )
         self._pools = self.fleet.pools
         self._waiting: set[str] = set()  # tasks on a retry or recheck timer
+        self._finished_in_step: list[str] = []
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = itertools.count()
         self._attempt_ids = itertools.count(1)
@@ -210,6 +211,9 @@ class Supervisor:
                 "Task store write failed; the step's transitions were not saved and "
                 "the next recovery scan reconciles them"
             )
+        for task_id in self._finished_in_step:
+            self._on_finished(task_id)
+        self._finished_in_step.clear()
 
     def _drained(self) -> bool:
         if self._stop_at_s is None:
@@ -259,7 +263,11 @@ class Supervisor:
             pool.push(task_id)
 
     def _finish(self, task_id: str) -> None:
-        self._on_finished(task_id)
+        # Waiters hear of it after the step's batch ends: they read the store
+        # while holding their condition, so notifying inside the batch (which
+        # holds the store's lock) could deadlock. Waking them is harmless even if
+        # the commit failed: they re-read the status.
+        self._finished_in_step.append(task_id)
 
     # -- inbox ---------------------------------------------------------------------
 

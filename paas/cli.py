@@ -109,6 +109,9 @@ def _positive_float(text: str) -> float:
 
 # -- paas demo ------------------------------------------------------------------
 
+_DEMO_TASKS = 140
+_DEMO_CHAOS_TASKS = 40
+
 
 def _add_demo(subparsers: _Subparsers) -> None:
     parser = _subcommand_parser(
@@ -119,15 +122,26 @@ def _add_demo(subparsers: _Subparsers) -> None:
             "Prove a batch of VDF (chiavdf) and Groth16 (groth16py) programs, each "
             "on its own backend pool, read every proof back, verify it and print "
             "per-backend timings. Without groth16py, the VDF runs on two backends. "
-            "Exits non-zero if any proof is missing or fails verification."
+            "Each run keeps its tasks (SQLite) and proofs (files) in a fresh run "
+            "directory. The first Ctrl-C lets running proofs finish and leaves "
+            "queued tasks queued, a second stops at once. With --chaos, workers "
+            "are killed and frozen at random while the batch runs. Exits non-zero "
+            "if any proof is missing or fails verification, or a chaos check fails."
         ),
     )
+    _add_demo_batch_options(parser)
+    _add_demo_chaos_options(parser)
+    parser.set_defaults(run=_run_demo)
+
+
+def _add_demo_batch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tasks",
         metavar="N",
         type=_positive_int,
-        default=140,
-        help="tasks per program (default %(default)s: about a minute on 2 cores)",
+        default=None,
+        help=f"tasks per program (default {_DEMO_TASKS}, about a minute on 2 "
+        f"cores; with --chaos {_DEMO_CHAOS_TASKS})",
     )
     parser.add_argument(
         "--workers",
@@ -149,16 +163,16 @@ def _add_demo(subparsers: _Subparsers) -> None:
         "--state-dir",
         metavar="DIR",
         default="./demo-state",
-        help="where proofs and the Groth16 key go; proofs of earlier runs are "
-        "removed first (default %(default)s)",
+        help="each run creates its own run-<time>-<random> directory here, with "
+        "its task database, proofs and Groth16 key (default %(default)s)",
     )
     parser.add_argument(
         "--seed",
         metavar="N",
         type=int,
         default=0,
-        help="seed for the program inputs; the same seed proves the same batch "
-        "(default %(default)s)",
+        help="seed for the program inputs and the chaos schedule; the same seed "
+        "proves the same batch (default %(default)s)",
     )
     parser.add_argument(
         "--timeout-s",
@@ -168,7 +182,48 @@ def _add_demo(subparsers: _Subparsers) -> None:
         help="give up on tasks not finished this many seconds after submission "
         "(default %(default)s)",
     )
-    parser.set_defaults(run=_run_demo)
+    parser.add_argument(
+        "--drain-timeout-s",
+        metavar="SECONDS",
+        type=_positive_float,
+        default=30.0,
+        help="after the first Ctrl-C, give running proofs this long to finish "
+        "(default %(default)s)",
+    )
+
+
+def _add_demo_chaos_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--chaos",
+        action="store_true",
+        help="kill (SIGKILL) and freeze (SIGSTOP) random live workers while the "
+        "batch runs, then check that no task was lost or completed twice and "
+        "that no process or file descriptor was left behind",
+    )
+    parser.add_argument(
+        "--chaos-rate",
+        metavar="PER_S",
+        type=_positive_float,
+        default=1.0,
+        help="chaos events per second, on average (default %(default)s)",
+    )
+    parser.add_argument(
+        "--chaos-freeze-share",
+        metavar="FRACTION",
+        type=_fraction,
+        default=1 / 3,
+        help="share of chaos events that freeze rather than kill (default 1/3)",
+    )
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -180,6 +235,8 @@ def _run_demo(args: argparse.Namespace) -> int:
         hint = _DEMO_NEEDS[exc.name]
         print(f"paas demo: cannot import {exc.name}; {hint}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    if args.tasks is None:
+        args.tasks = _DEMO_CHAOS_TASKS if args.chaos else _DEMO_TASKS
     return demo.main(args)
 
 
@@ -194,7 +251,39 @@ _DEMO_NEEDS = {
 }
 
 
-_SUBCOMMANDS: tuple[Callable[[_Subparsers], None], ...] = (_add_demo,)
+# -- paas status ------------------------------------------------------------------
+
+
+def _add_status(subparsers: _Subparsers) -> None:
+    parser = _subcommand_parser(
+        subparsers,
+        "status",
+        summary="counts by status and backend, and the last failures, of a state dir",
+        description=(
+            "Read a service's state dir without writing to it (safe while the "
+            "service runs) and print task counts per backend and status, then the "
+            "most recent failures."
+        ),
+    )
+    parser.add_argument(
+        "--state-dir", metavar="DIR", required=True, help="the service's state_dir"
+    )
+    parser.set_defaults(run=_run_status)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from paas._errors import StoreError
+    from paas._status import render_status
+
+    try:
+        print(render_status(args.state_dir))
+    except StoreError as exc:
+        print(f"paas status: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+_SUBCOMMANDS: tuple[Callable[[_Subparsers], None], ...] = (_add_demo, _add_status)
 
 
 # -- logging --------------------------------------------------------------------

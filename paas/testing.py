@@ -39,10 +39,10 @@ def script_of(job: Job) -> dict[str, Any]:
     return job.script
 
 
-def _count_call(counter: str) -> int:
+def _count_call(counter: str, tag: str = "") -> int:
     """Append this call to ``counter`` (a line per call); return the call number."""
     with open(counter, "a") as out:
-        out.write(f"{os.getpid()}\n")
+        out.write(f"{os.getpid()} {tag}\n")
     return len(Path(counter).read_text().splitlines())
 
 
@@ -60,7 +60,7 @@ class ScriptedProver:
     def prove(self, script: dict[str, Any]) -> Any:
         action = script["do"]
         if "counter" in script:
-            calls = _count_call(script["counter"])
+            calls = _count_call(script["counter"], script.get("tag", ""))
             if calls > script.get("misbehave_times", 1 << 62):
                 return script.get("data", b"ok")
         if "marker" in script:

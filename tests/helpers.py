@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ DEADLOCK_GUARD_S = 60.0
 def wait_until(
     condition: Callable[[], Any], what: str, observe: Callable[[], Any] = lambda: None
 ) -> Any:
-    """Poll ``condition`` until it is truthy; fail with what was observed if it never is.
+    """Poll ``condition`` until truthy; if it never is, fail with what was observed.
 
     The timeout is only a deadlock guard: nothing here depends on how fast it is met.
     """

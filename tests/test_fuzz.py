@@ -19,9 +19,7 @@ frames = st.one_of(
     st.binary(max_size=256),
     st.builds(
         msgspec.msgpack.encode,
-        st.dictionaries(
-            st.sampled_from(["type", "worker_id", "pid", "seq"]), ints
-        ),
+        st.dictionaries(st.sampled_from(["type", "worker_id", "pid", "seq"]), ints),
     ),
     st.builds(
         msgspec.msgpack.encode,

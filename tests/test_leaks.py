@@ -74,7 +74,8 @@ def test_workers_die_with_their_host(tmp_path: Path) -> None:
         from helpers import launch
         from paas.testing import Job
         handle = launch(workers=2)
-        handle.submit_task(Job("orphan", {{"do": "block", "marker": {str(marker)!r}}}), "native")
+        script = {{"do": "block", "marker": {str(marker)!r}}}
+        handle.submit_task(Job("orphan", script), "native")
         sys.stdin.read()
         """
     )

@@ -245,11 +245,12 @@ def test_other_sqlite_files_are_refused_untouched(
     path = tmp_path / "other.db"
     make(path)
     before = path.read_bytes()
+    files_before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(paas.StoreError, match=match) as refused:
         SQLiteTaskStore(path)
     assert str(path) in str(refused.value)
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == files_before
 
 
 def test_random_bytes_are_refused_untouched(tmp_path: Path) -> None:
@@ -473,3 +474,13 @@ def test_store_of_another_record_shape_is_refused_untouched(tmp_path: Path) -> N
     with pytest.raises(paas.StoreError, match=r"unknown columns \['surplus'\]"):
         SQLiteTaskStore(path)
     assert path.read_bytes() == before
+
+
+def test_a_second_writer_is_refused_while_the_first_is_open(tmp_path: Path) -> None:
+    first = SQLiteTaskStore(tmp_path / "tasks.db")
+    with pytest.raises(paas.StoreError, match="in use by another writer"):
+        SQLiteTaskStore(tmp_path / "tasks.db")
+    reader = SQLiteTaskStore(tmp_path / "tasks.db", read_only=True)
+    reader.close()
+    first.close()
+    SQLiteTaskStore(tmp_path / "tasks.db").close()
