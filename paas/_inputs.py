@@ -2,7 +2,7 @@
 
     submit / recovery / blocked recheck --> start(record, program)
         fetcher thread: input_fetcher(program)
-            value            -> encode once, PENDING -> QUEUED, hand to supervisor
+            value            -> encode once, supervisor: PENDING -> QUEUED
             InputNotReady    -> PENDING -> BLOCKED, recheck after blocked_recheck_s
             anything else    -> PENDING -> PERMANENT_FAILURE with the reason
 
@@ -40,7 +40,7 @@ class InputFetcher:
         registrations: Mapping[str, Registration],
         store: TaskStore,
         clock: Clock,
-        on_queued: Callable[[str, str], None],
+        on_fetched: Callable[[str, str, msgspec.Raw], None],
         on_blocked: Callable[[str, float], None],
         on_failed: Callable[[str], None],
     ) -> None:
@@ -48,7 +48,7 @@ class InputFetcher:
         self._registrations = registrations
         self._store = store
         self._clock = clock
-        self._on_queued = on_queued
+        self._on_fetched = on_fetched
         self._on_blocked = on_blocked
         self._on_failed = on_failed
         self._lock = threading.Lock()
@@ -105,14 +105,9 @@ class InputFetcher:
         except Exception as exc:  # noqa: BLE001 - any other failure fails the task, loudly
             self._fail(record.task_id, exc, _describe(exc))
             return
-        self._store.transition(
-            record.task_id,
-            TaskStatus.PENDING,
-            TaskStatus.QUEUED,
-            input=raw,
-            updated_at=self._clock.time(),
-        )
-        self._on_queued(record.task_id, record.backend)
+        # The supervisor records PENDING -> QUEUED inside its own batch, which is
+        # far cheaper on a durable store than a commit from this thread.
+        self._on_fetched(record.task_id, record.backend, raw)
 
     def _block(self, record: TaskRecord, exc: InputNotReady) -> None:
         checks = record.blocked_checks + 1

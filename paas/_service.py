@@ -17,7 +17,7 @@ import random
 import signal
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NewType, Self
@@ -165,7 +165,7 @@ class ServiceHandle:
         self._store = store
         self._owns_store = owns_store
         self._clock = clock
-        self._finished = threading.Condition()
+        self._waiters = _Waiters()
         self._closed = False
         self._close_lock = threading.Lock()
         self._entered = False
@@ -174,8 +174,8 @@ class ServiceHandle:
             registrations,
             store,
             clock,
-            on_queued=lambda task_id, backend: self._supervisor.enqueue(
-                task_id, backend
+            on_fetched=lambda task_id, backend, raw: self._supervisor.accept_input(
+                task_id, backend, raw
             ),
             on_blocked=lambda task_id, delay_s: self._supervisor.block(
                 task_id, delay_s
@@ -191,7 +191,7 @@ class ServiceHandle:
             rng,
             on_finished=self._notify_finished,
             on_pending=self._inputs.start,
-            on_stopped=lambda: self._notify_finished(""),
+            on_stopped=self._waiters.wake_all,
         )
         self._supervisor.start()
         _live_handles.add(self)
@@ -232,6 +232,30 @@ class ServiceHandle:
         ``deadline_s`` overrides the program's deadline for this task.
         """
         self._check_open()
+        return self._submit(program, backend, deadline_s, idempotency_key)
+
+    def submit_many(
+        self,
+        programs: Iterable[Program],
+        backend: str,
+        *,
+        deadline_s: float | None = None,
+    ) -> list[TaskId]:
+        """``submit_task`` for each program, stored in one transaction.
+
+        With a durable store this is much cheaper than one call per program.
+        """
+        self._check_open()
+        with self._store.batch():
+            return [self._submit(p, backend, deadline_s, None) for p in programs]
+
+    def _submit(
+        self,
+        program: Program,
+        backend: str,
+        deadline_s: float | None,
+        idempotency_key: str | None,
+    ) -> TaskId:
         registration = self._registration_for(program, backend)
         check_deadline(deadline_s)
         task_id = task_id_for(program, backend, idempotency_key)
@@ -250,8 +274,11 @@ class ServiceHandle:
             )
         )
         if created:
-            logger.bind(task=task_id, backend=backend).info(
-                "Task submitted for program {}", registration.program_key
+            logger.info(
+                "Task submitted for program {}",
+                registration.program_key,
+                task=task_id,
+                backend=backend,
             )
         if record.status is TaskStatus.PENDING:
             self._inputs.start(record, program)
@@ -317,11 +344,13 @@ class ServiceHandle:
         once for an unknown id, and :class:`ServiceClosedError` if the service stops.
         """
         deadline_s = None if timeout_s is None else self._clock.monotonic() + timeout_s
-        with self._finished:
-            while True:
+        while True:
+            # Listen first, then look: a task that ends in between still wakes us.
+            ended = self._waiters.listen(task_id)
+            try:
                 record = self._store.get(task_id)
                 if record.status.is_terminal:
-                    break
+                    return self._proof_of(record)
                 if self._closed or self._supervisor.stopped.is_set():
                     raise ServiceClosedError(
                         f"service stopped while task {task_id} was {record.status}"
@@ -333,8 +362,9 @@ class ServiceHandle:
                     raise TimeoutError(
                         f"task {task_id} is still {record.status} after {timeout_s} s"
                     )
-                self._finished.wait(remaining_s)
-        return self._proof_of(record)
+                ended.wait(remaining_s)
+            finally:
+                self._waiters.forget(task_id, ended)
 
     def _proof_of(self, record: TaskRecord) -> bytes:
         if record.status is TaskStatus.PERMANENT_FAILURE:
@@ -383,8 +413,7 @@ class ServiceHandle:
         self._inputs.shutdown()
         if self._owns_store:
             self._store.close()
-        with self._finished:
-            self._finished.notify_all()
+        self._waiters.wake_all()
         _live_handles.discard(self)
         logger.info("Service stopped.")
 
@@ -418,8 +447,45 @@ class ServiceHandle:
             raise ServiceClosedError("the service was shut down; launch a new one")
 
     def _notify_finished(self, task_id: str) -> None:
-        with self._finished:
-            self._finished.notify_all()
+        self._waiters.wake(task_id)
+
+
+class _Waiters:
+    """One event per waiting call, woken only when its own task ends.
+
+    Waking every waiter on every completion would make each waiting thread
+    fight the supervisor for the GIL once per task of the whole batch.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: dict[str, set[threading.Event]] = {}
+
+    def listen(self, task_id: str) -> threading.Event:
+        event = threading.Event()
+        with self._lock:
+            self._events.setdefault(task_id, set()).add(event)
+        return event
+
+    def forget(self, task_id: str, event: threading.Event) -> None:
+        with self._lock:
+            events = self._events.get(task_id)
+            if events is not None:
+                events.discard(event)
+                if not events:
+                    del self._events[task_id]
+
+    def wake(self, task_id: str) -> None:
+        with self._lock:
+            events = list(self._events.get(task_id, ()))
+        for event in events:
+            event.set()
+
+    def wake_all(self) -> None:
+        with self._lock:
+            events = [e for group in self._events.values() for e in group]
+        for event in events:
+            event.set()
 
 
 def _encode_program(registration: Registration, program: Program) -> msgspec.Raw | None:
