@@ -14,9 +14,9 @@ waits until the host submits the same program again.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
@@ -53,9 +53,18 @@ class InputFetcher:
         self._on_failed = on_failed
         self._lock = threading.Lock()
         self._in_flight: set[str] = set()
-        self._pool = ThreadPoolExecutor(
-            config.fetch_threads, thread_name_prefix="paas-fetch"
+        # A plain queue and threads of our own: a ThreadPoolExecutor future per
+        # task cost more than the rest of submit_task put together.
+        self._jobs: queue.SimpleQueue[tuple[TaskRecord, Any] | None] = (
+            queue.SimpleQueue()
         )
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"paas-fetch-{n}", daemon=True)
+            for n in range(config.fetch_threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def start(self, record: TaskRecord, program: Any | None = None) -> None:
         """Fetch the input of a PENDING task unless a fetch is already running."""
@@ -70,13 +79,23 @@ class InputFetcher:
             if record.task_id in self._in_flight:
                 return
             self._in_flight.add(record.task_id)
-        self._pool.submit(self._fetch, record, program)
+        self._jobs.put((record, program))
 
     def shutdown(self) -> None:
-        # A fetcher may block on slow I/O; shutdown must not wait for it. A fetch
-        # that finishes later cannot write to the closed store, and the task stays
-        # PENDING for the next launch.
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Drop fetches not yet started; do not wait for running ones.
+
+        A fetcher may block on slow I/O, and shutdown must not hang on it. A fetch
+        that finishes later cannot write to the closed store, and the task stays
+        PENDING for the next launch.
+        """
+        self._closed = True
+        for _ in self._threads:
+            self._jobs.put(None)
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if not self._closed:
+                self._fetch(*job)
 
     def _decode_program(self, record: TaskRecord) -> Any | None:
         program_type = self._registrations[record.program_key].program_type

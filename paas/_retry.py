@@ -28,10 +28,11 @@ def backoff_delay_s(
         delay = 0.0
     elif policy.multiplier == 1:
         delay = base
-    elif retry_count * math.log(policy.multiplier) >= math.log(cap / base):
-        delay = cap
     else:
-        delay = min(cap, base * policy.multiplier**retry_count)
+        # log(base) + n * log(multiplier) never overflows, even where base is tiny
+        # and cap / base or multiplier ** n would.
+        log_delay = math.log(base) + retry_count * math.log(policy.multiplier)
+        delay = cap if log_delay >= math.log(cap) else min(cap, math.exp(log_delay))
 
     if policy.jitter:
         draw = (rng or random).random()

@@ -65,7 +65,7 @@ def test_retry_budget_allows_exactly_max_retries(max_retries: int) -> None:
 def test_first_retries_of_a_default_policy() -> None:
     policy = paas.RetryPolicy(base_delay_s=0.5, multiplier=2, max_delay_s=3)
     delays = [paas.backoff_delay_s(policy, n) for n in range(5)]
-    assert delays == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert delays == pytest.approx([0.5, 1.0, 2.0, 3.0, 3.0], rel=1e-12)
 
 
 def test_negative_retry_count_is_rejected() -> None:

@@ -262,3 +262,16 @@ def test_shutdown_wakes_waiters_and_closes_the_handle(new_id: NewId) -> None:
 def test_handle_refuses_reentry() -> None:
     with launch() as handle, pytest.raises(paas.ServiceClosedError, match="already in"):
         handle.__enter__()
+
+
+def test_submit_many_is_submit_task_for_each(
+    service: paas.ServiceHandle, new_id: NewId
+) -> None:
+    jobs = [_job(new_id, do="echo", data=b"%d" % n) for n in range(10)]
+    task_ids = service.submit_many(jobs, "native")
+    assert task_ids == [service.submit_task(job, "native") for job in jobs]
+    assert [service.wait(t, DEADLOCK_GUARD_S) for t in task_ids] == [
+        b"%d" % n for n in range(10)
+    ]
+    with pytest.raises(paas.UnknownBackendError):
+        service.submit_many(jobs, "gpu")
