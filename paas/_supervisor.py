@@ -311,9 +311,13 @@ class Supervisor:
             )
             return
         worker.last_seen_at_s = self._clock.monotonic()
-        if isinstance(message, wire.Heartbeat):
+        if isinstance(message, wire.Heartbeat | wire.Ready):
+            # The CPU baseline for telling "busy in native code" from "stopped";
+            # taken at Ready too, or the start-up's own CPU would count as busy.
             worker.cpu_s_at_last_seen = worker.cpu_time_s() or 0.0
-        elif isinstance(message, wire.Ready):
+        if isinstance(message, wire.Heartbeat):
+            return
+        if isinstance(message, wire.Ready):
             self.fleet.mark_ready(worker)
         elif isinstance(message, wire.StartFailed):
             worker.start_error = f"{message.error_type}: {message.message}"
