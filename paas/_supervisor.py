@@ -35,13 +35,9 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
-import os
 import queue
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -59,9 +55,9 @@ from paas._pool import Pool, WorkerProcess, WorkerState
 from paas._proofs import ProofStore, checksum
 from paas._retry import Rng, backoff_delay_s, should_retry
 from paas._store import TaskRecord, TaskStore
+from paas._transport import SupervisorTransport
 
 _INBOX_BATCH = 512
-_MAX_IPC_DIR_CHARS = 80
 _BIG_FRAME_BYTES = 65536
 
 
@@ -111,19 +107,13 @@ class Supervisor:
     # -- host-thread API -----------------------------------------------------------
 
     def start(self) -> None:
-        self._ipc_dir = _private_ipc_dir()
-        self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context(io_threads=1)
-        self._inbox = self._context.socket(zmq.PULL)
-        self._inbox.setsockopt(zmq.LINGER, 0)
-        self._inbox.setsockopt(zmq.MAXMSGSIZE, self._config.max_message_bytes)
-        self.inbox_endpoint = f"ipc://{self._ipc_dir / 'up'}"
-        self._inbox.bind(self.inbox_endpoint)
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._poller = zmq.Poller()
-        self._poller.register(self._inbox, zmq.POLLIN)
-        self._poller.register(self._wake_r, zmq.POLLIN)
+        self._transport = SupervisorTransport(self._config.max_message_bytes)
+        self.inbox_endpoint = self._transport.inbox_endpoint
         self.fleet.attach(
-            self._context, self._poller, self._ipc_dir, self.inbox_endpoint
+            self._transport.context,
+            self._transport.poller,
+            self._transport.ipc_dir,
+            self.inbox_endpoint,
         )
         # Recover before the loop runs and before any submit, so that no scan can
         # race a fetch of a brand-new task at launch.
@@ -138,12 +128,7 @@ class Supervisor:
     def post(self, command: Callable[[], None]) -> None:
         """Run ``command`` on the supervisor thread soon."""
         self._commands.put(command)
-        try:
-            os.write(self._wake_w, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full of wake-ups already; the loop drains the queue
-        except OSError:
-            pass  # the loop has stopped and closed the pipe
+        self._transport.wake()
 
     def accept_input(self, task_id: str, backend: str, raw: msgspec.Raw) -> None:
         """Record a fetched input (PENDING -> QUEUED) and queue the task."""
@@ -202,13 +187,11 @@ class Supervisor:
             self._on_stopped()
 
     def _step(self) -> None:
-        ready = dict(self._poller.poll(self._poll_timeout_ms()))
-        if self._wake_r in ready:
-            _drain_pipe(self._wake_r)
+        ready = self._transport.poll(self._poll_timeout_ms())
         try:
             with self._store.batch():
                 self._run_commands()
-                if self._inbox in ready:
+                if self._transport.inbox_ready(ready):
                     self._drain_inbox()
                 self.fleet.reap_dead(ready)
                 self.fleet.check_health()
@@ -283,20 +266,12 @@ class Supervisor:
     # -- inbox ---------------------------------------------------------------------
 
     def _drain_inbox(self) -> None:
-        for _ in range(_INBOX_BATCH):
-            try:
-                frame = self._inbox.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                message = wire.supervisor_decoder.decode(frame)
-            except msgspec.DecodeError as exc:
+        for message in self._transport.receive(_INBOX_BATCH):
+            if isinstance(message, msgspec.DecodeError):
                 self.metrics.frames_dropped += 1
-                logger.warning(
-                    "Dropped a malformed frame of {} bytes: {}", len(frame), exc
-                )
-                continue
-            self._guarded(functools.partial(self._handle, message))
+                logger.warning("Dropped a malformed frame: {}", message)
+            else:
+                self._guarded(functools.partial(self._handle, message))
 
     def _handle(self, message: wire.ToSupervisor) -> None:
         worker = self.fleet.workers.get(message.worker_id)
@@ -659,25 +634,5 @@ class Supervisor:
     def _close_everything(self) -> None:
         logger.info("Stopping supervisor...")
         self.fleet.close_all()
-        self._inbox.close(linger=0)
-        self._context.term()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        shutil.rmtree(self._ipc_dir, ignore_errors=True)
+        self._transport.close()
         logger.info("Supervisor stopped.")
-
-
-def _private_ipc_dir() -> Path:
-    """A 0700 temp dir with a path short enough for ipc:// socket names."""
-    base = tempfile.gettempdir()
-    if len(base) > _MAX_IPC_DIR_CHARS:
-        base = "/tmp"
-    return Path(tempfile.mkdtemp(prefix="paas-", dir=base))
-
-
-def _drain_pipe(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass

@@ -48,7 +48,7 @@ def _exercise(new_id: NewId, tmp_path: Path) -> Path:
         wait_until(
             lambda: handle.task(blocked).attempts == 2, "the task to be requeued"
         )
-        ipc_dir = handle._supervisor._ipc_dir
+        ipc_dir = handle._supervisor._transport.ipc_dir
         assert ipc_dir.exists() and oct(ipc_dir.stat().st_mode & 0o777) == "0o700"
     return ipc_dir
 

@@ -1,0 +1,98 @@
+"""The supervisor's end of the wire: one inbox, one wake-up pipe, one poller.
+
+    ipc dir (0700, short path)   <dir>/up       inbox PULL, every worker PUSHes here
+                                 <dir>/w<id>    per-worker PUSH (bound by WorkerProcess)
+    wake pipe                    host threads write a byte after posting a command
+    poller                       inbox + wake pipe + every worker's process sentinel
+
+Only the supervisor thread uses the sockets; ``wake`` is the one call other
+threads make. ``close`` releases the sockets, the context, the pipe and the dir.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import zmq
+
+from paas import _messages as wire
+
+_MAX_IPC_DIR_CHARS = 80
+
+
+class SupervisorTransport:
+    """Sockets and fds of the supervisor, created together and released together."""
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self.ipc_dir = _private_ipc_dir()
+        self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context(io_threads=1)
+        self._inbox = self.context.socket(zmq.PULL)
+        self._inbox.setsockopt(zmq.LINGER, 0)
+        # ZeroMQ refuses larger frames itself, so a hostile peer cannot make the
+        # supervisor buffer an unbounded message.
+        self._inbox.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+        self.inbox_endpoint = f"ipc://{self.ipc_dir / 'up'}"
+        self._inbox.bind(self.inbox_endpoint)
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.poller = zmq.Poller()
+        self.poller.register(self._inbox, zmq.POLLIN)
+        self.poller.register(self._wake_r, zmq.POLLIN)
+
+    def wake(self) -> None:
+        """Make the next (or current) poll return; safe from any thread."""
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
+        except OSError:
+            pass  # closed: the loop has stopped
+
+    def poll(self, timeout_ms: int) -> Mapping[Any, int]:
+        ready = dict(self.poller.poll(timeout_ms))
+        if self._wake_r in ready:
+            _drain_pipe(self._wake_r)
+        return ready
+
+    def inbox_ready(self, ready: Mapping[Any, int]) -> bool:
+        return self._inbox in ready
+
+    def receive(self, limit: int) -> Iterator[wire.ToSupervisor | msgspec.DecodeError]:
+        """Up to ``limit`` waiting frames, decoded; a bad frame yields its error."""
+        for _ in range(limit):
+            try:
+                frame = self._inbox.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                yield wire.supervisor_decoder.decode(frame)
+            except msgspec.DecodeError as exc:
+                yield msgspec.DecodeError(f"{len(frame)} byte frame: {exc}")
+
+    def close(self) -> None:
+        self._inbox.close(linger=0)
+        self.context.term()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        shutil.rmtree(self.ipc_dir, ignore_errors=True)
+
+
+def _private_ipc_dir() -> Path:
+    """A 0700 temp dir with a path short enough for ipc:// socket names."""
+    base = tempfile.gettempdir()
+    if len(base) > _MAX_IPC_DIR_CHARS:
+        base = "/tmp"
+    return Path(tempfile.mkdtemp(prefix="paas-", dir=base))
+
+
+def _drain_pipe(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
