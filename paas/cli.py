@@ -214,6 +214,14 @@ def _add_demo_chaos_options(parser: argparse.ArgumentParser) -> None:
         default=1 / 3,
         help="share of chaos events that freeze rather than kill (default 1/3)",
     )
+    parser.add_argument(
+        "--chaos-events",
+        metavar="N",
+        type=_positive_int,
+        default=None,
+        help="stop injecting after N kills and freezes (default: until every task "
+        "has ended)",
+    )
 
 
 def _fraction(text: str) -> float:

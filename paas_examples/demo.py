@@ -1,255 +1,181 @@
 """``paas demo``: prove a real batch on two backend pools and verify every proof.
 
-    plan      one lane per backend: its programs and how to verify their proofs
-    setup     compile chain.circom, run the Groth16 setup, key -> <state>/keys
+    plan      a fresh run dir, the service's state_dir (tasks.db, proofs/); one
+              lane per backend (plan.py); Groth16 setup, key -> <run>/keys
     launch    one pool per backend, --workers processes each; every Groth16
               worker loads the key file once, in its prover's setup()
+    signals   the service's own handlers while the batch runs: the first
+              SIGINT/SIGTERM drains it, a second stops it at once (interrupt.py)
     submit    every program of every lane; paas fetches inputs on host threads
     watch     poll task statuses into one progress bar per backend until every
-              task has ended or --timeout-s has passed
-    verify    read each proof back (handle.wait, served by the FileProofStore
-              under <state>/proofs) and check it with chiavdf or groth16py
-    report    per-backend table (report.py), then every lost task and bad proof
+              task has ended, --timeout-s has passed or the service stopped;
+              with --chaos, a thread meanwhile kills and freezes workers (chaos.py)
+    verify    read each proof back with handle.wait and check it with chiavdf or
+              groth16py (verify.py); after a signal, from the run dir instead
+    report    per-backend table, the chaos summary (report.py), every lost task
+              and bad proof, and after a signal what was left unfinished
 
 Proofs are verified after the batch rather than as they land, so the host's own
 verification does not take CPU from the workers whose efficiency is measured.
-Without groth16py the VDF program runs on two backends, vdf-a and vdf-b.
+With --chaos, the host's fds and child processes are counted before launch and
+after shutdown (audit.py), and every worker pid the chaos thread saw must be gone.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import os
-import shutil
+import contextlib
+import random
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress
 
 from paas import (
-    FileProofStore,
     InternalError,
-    ProverServiceBuilder,
-    ServiceConfig,
+    ServiceClosedError,
     ServiceHandle,
+    StoreError,
     TaskFailed,
     TaskRecord,
 )
-from paas_examples import groth16, report, vdf
+from paas_examples import chaos, report
+from paas_examples.audit import HostSnapshot, PidLedger, describe, leftover_processes
+from paas_examples.interrupt import Interrupt, drain_on_signals, wait_for_drain
+from paas_examples.plan import Lane, Plan, Submitted, make_plan, new_run_dir, print_plan
+from paas_examples.verify import (
+    BAD_PROOF,
+    LEFT,
+    LOST,
+    Problem,
+    from_run_dir,
+    read_back,
+    stored_records,
+    verify_all,
+)
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
 
 _POLL_INTERVAL_S = 0.2
-# Only tasks that have ended are read back, so this bounds a wait that returns at
-# once; it is there so that a bug in paas shows up as an error, not a hang.
-_READ_BACK_TIMEOUT_S = 30.0
 _MAX_PROBLEMS_SHOWN = 10
 
 
 @dataclass(frozen=True)
-class Lane:
-    """One backend's share of the batch: its programs and how to check a proof."""
+class Outcome:
+    """What the batch came to, gathered before the report is printed."""
 
-    backend: str
-    description: str
-    programs: Sequence[Any]
-    verify: Callable[[Any, bytes], bool]
-
-
-@dataclass(frozen=True)
-class Submitted:
-    lane: Lane
-    program: Any
-    task_id: str
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Why a task does not count: ``lost`` (not COMPLETED) or ``bad proof``."""
-
-    kind: str
-    detail: str
-
-
-LOST = "lost"
-BAD_PROOF = "bad proof"
+    batch: list[Submitted]
+    records: dict[str, TaskRecord]
+    problems: dict[str, Problem]
+    metrics: dict[str, int]
+    submitted_at: float
+    interrupt: Interrupt
+    monkey: chaos.ChaosMonkey | None
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the demo with the options ``paas demo`` parsed; 0 if all proofs verify."""
+    """Run the demo with the options ``paas demo`` parsed; 0 if all proofs verify.
+
+    After a stop signal, returns 128 + its number, as a shell would report it.
+    """
     out = Console(highlight=False)
     started_s = time.monotonic()
-    proofs_dir = _fresh_proofs_dir(Path(args.state_dir))
-    lanes, builder = _plan(args, proofs_dir, out)
-    _print_plan(out, lanes, args)
+    plan = make_plan(args, new_run_dir(Path(args.state_dir)), out)
+    print_plan(out, plan, args)
 
-    with builder.launch() as handle:
-        submitted_at = time.time()
-        batch = _submit(handle, lanes)
-        _watch(handle, lanes, batch, args.timeout_s)
-        records = {task.task_id: handle.task(task.task_id) for task in batch}
-        problems = _verify_all(handle, batch, records, args.timeout_s)
-        metrics = handle.metrics()
+    ledger = PidLedger()
+    before = HostSnapshot.before_launch()
+    outcome = _run_batch(plan, args, ledger)
+    after = HostSnapshot.take()
 
-    stats = [
-        report.lane_stats(
-            lane.backend,
-            [records[task.task_id] for task in batch if task.lane is lane],
-            problems.keys(),
-            submitted_at,
-            args.workers,
-        )
-        for lane in lanes
-    ]
-    out.print(report.table(stats))
-    out.print(
-        f"Workers: {metrics['workers_started']} started, "
-        f"{metrics['workers_crashed']} crashed, {metrics['workers_hung']} hung. "
-        f"Whole run: {time.monotonic() - started_s:.1f} s."
-    )
-    return _print_verdict(out, batch, problems)
-
-
-# -- plan and setup -------------------------------------------------------------
-
-
-def _fresh_proofs_dir(state_dir: Path) -> Path:
-    # Task ids repeat from run to run (they derive from the program), so a proof
-    # left by an earlier run would be read back as this run's: start from nothing.
-    proofs_dir = state_dir / "proofs"
-    shutil.rmtree(proofs_dir, ignore_errors=True)
-    proofs_dir.mkdir(parents=True)
-    return proofs_dir
-
-
-def _plan(
-    args: argparse.Namespace, proofs_dir: Path, out: Console
-) -> tuple[list[Lane], ProverServiceBuilder]:
-    missing = groth16.unavailable_reason()
-    if missing is None:
-        return _vdf_and_groth16(args, proofs_dir, out)
-    out.print(
-        f"[yellow]groth16py cannot be imported ({missing}), so the Groth16 program "
-        "is skipped and the VDF runs on two backends instead.[/]"
-    )
-    return _vdf_on_two_backends(args, proofs_dir)
-
-
-def _vdf_and_groth16(
-    args: argparse.Namespace, proofs_dir: Path, out: Console
-) -> tuple[list[Lane], ProverServiceBuilder]:
-    keys = _groth16_keys(Path(args.state_dir) / "keys", out)
-    groth16_lane = Lane(
-        backend="groth16",
-        description=f"Groth16 of Chain({keys.rounds}), {2 * keys.rounds} constraints",
-        programs=[groth16.make_program(args.seed, i) for i in range(args.tasks)],
-        verify=functools.partial(groth16.verify, keys),
-    )
-    lanes = [_vdf_lane(args, "vdf", first_index=0), groth16_lane]
-
-    builder = _builder(lanes, args.workers)
-    _register_vdf(builder, ["vdf"], proofs_dir)
-    builder.register(
-        groth16.ROUTING_KEY,
-        input_fetcher=groth16.fetch_input,
-        prover=groth16.Groth16Prover(keys.key_path, backend="groth16"),
-        proof_store=FileProofStore(proofs_dir / groth16.ROUTING_KEY),
-    )
-    return lanes, builder
-
-
-def _vdf_on_two_backends(
-    args: argparse.Namespace, proofs_dir: Path
-) -> tuple[list[Lane], ProverServiceBuilder]:
-    # Distinct programs per backend, so both lanes do fresh work.
-    lanes = [
-        _vdf_lane(args, "vdf-a", first_index=0),
-        _vdf_lane(args, "vdf-b", first_index=args.tasks),
-    ]
-    builder = _builder(lanes, args.workers)
-    _register_vdf(builder, ["vdf-a", "vdf-b"], proofs_dir)
-    return lanes, builder
-
-
-def _groth16_keys(directory: Path, out: Console) -> groth16.CircuitKeys:
-    out.print("Compiling chain.circom and running the Groth16 setup...")
-    started_s = time.monotonic()
-    keys = groth16.setup_keys(directory)
-    out.print(f"Groth16 setup done in {time.monotonic() - started_s:.1f} s.")
-    return keys
-
-
-def _vdf_lane(args: argparse.Namespace, backend: str, first_index: int) -> Lane:
-    indexes = range(first_index, first_index + args.tasks)
-    return Lane(
-        backend=backend,
-        description=(
-            f"VDF, {args.iterations} iterations, "
-            f"{vdf.DISCRIMINANT_BITS}-bit discriminant"
-        ),
-        programs=[vdf.make_program(args.seed, i, args.iterations) for i in indexes],
-        verify=vdf.verify,
-    )
-
-
-def _builder(lanes: Sequence[Lane], workers: int) -> ProverServiceBuilder:
-    return ProverServiceBuilder(
-        ServiceConfig(pools={lane.backend: workers for lane in lanes})
-    )
-
-
-def _register_vdf(
-    builder: ProverServiceBuilder, backends: list[str], proofs_dir: Path
-) -> None:
-    builder.register(
-        vdf.ROUTING_KEY,
-        input_fetcher=vdf.fetch_input,
-        prover=[vdf.VdfProver(backend) for backend in backends],
-        proof_store=FileProofStore(proofs_dir / vdf.ROUTING_KEY),
-    )
-
-
-def _print_plan(out: Console, lanes: Sequence[Lane], args: argparse.Namespace) -> None:
-    out.print(
-        f"Batch: {args.tasks} tasks per backend, {args.workers} worker(s) per pool, "
-        f"{os.cpu_count() or '?'} CPU cores."
-    )
-    for lane in lanes:
-        out.print(f"  [bold]{lane.backend:<8}[/] {lane.description}")
-    out.print(f"Proofs go to {Path(args.state_dir) / 'proofs'}.")
+    _print_results(out, plan, outcome, args)
+    summary = None
+    if outcome.monkey is not None:
+        leftovers = leftover_processes(ledger, before, after)
+        fd_delta = after.open_fds - before.open_fds
+        summary = _chaos_summary(plan, outcome, len(ledger), leftovers, fd_delta)
+        _print_chaos(out, summary, leftovers)
+    out.print(f"Whole run: {time.monotonic() - started_s:.1f} s.")
+    return _print_verdict(out, plan, outcome, summary)
 
 
 # -- running the batch ----------------------------------------------------------
 
 
-def _submit(handle: ServiceHandle, lanes: Sequence[Lane]) -> list[Submitted]:
-    return [
-        Submitted(lane, program, handle.submit_task(program, lane.backend))
-        for lane in lanes
-        for program in lane.programs
-    ]
+def _run_batch(plan: Plan, args: argparse.Namespace, ledger: PidLedger) -> Outcome:
+    """Launch, prove and read back; after a signal, read back from the run dir."""
+    with plan.builder.launch() as handle:
+        submitted_at = time.time()
+        batch, interrupt, monkey, unfinished = _prove(handle, plan, args, ledger)
+        metrics = handle.metrics()
+        checked = None
+        if interrupt.signum is None:
+            records = {task.task_id: handle.task(task.task_id) for task in batch}
+            checked = records, verify_all(batch, records, read_back(handle), unfinished)
+
+    if checked is None:
+        # The signal shut the service down, its task store included.
+        records = stored_records(plan.run_dir, batch)
+        checked = records, verify_all(batch, records, from_run_dir(plan), unfinished)
+    records, problems = checked
+    return Outcome(batch, records, problems, metrics, submitted_at, interrupt, monkey)
 
 
-def _progress() -> Progress:
-    # On stderr, so stdout carries only the plan and the results.
-    return Progress(
-        TextColumn("[bold]{task.description:<8}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
+def _prove(
+    handle: ServiceHandle, plan: Plan, args: argparse.Namespace, ledger: PidLedger
+) -> tuple[list[Submitted], Interrupt, chaos.ChaosMonkey | None, Problem]:
+    """Submit and watch the batch, under chaos if asked; drain on a stop signal.
+
+    Also returns what a task still unfinished at the end counts as.
+    """
+    with drain_on_signals(handle, args.drain_timeout_s) as interrupt:
+        batch = _submit(handle, plan.lanes, interrupt)
+        with _maybe_chaos(handle, args, ledger) as monkey:
+            unfinished = _watch(handle, plan.lanes, batch, args.timeout_s, interrupt)
+        if interrupt.signum is not None:
+            # Still under the service's handlers, so a second signal cuts it short.
+            wait_for_drain(handle, args.drain_timeout_s)
+    if interrupt.signum is not None:
+        # At once, unless the signal came just as the old handlers went back.
+        wait_for_drain(handle, args.drain_timeout_s)
+    return batch, interrupt, monkey, unfinished
+
+
+def _submit(
+    handle: ServiceHandle, lanes: Sequence[Lane], interrupt: Interrupt
+) -> list[Submitted]:
+    batch: list[Submitted] = []
+    for lane in lanes:
+        try:
+            # One transaction per lane: far cheaper than a commit per task.
+            task_ids = handle.submit_many(lane.programs, lane.backend)
+        except (ServiceClosedError, StoreError):
+            if interrupt.signum is None:
+                raise
+            return batch  # a signal came while submitting: the rest never was
+        pairs = zip(lane.programs, task_ids, strict=True)
+        batch += [Submitted(lane, program, task_id) for program, task_id in pairs]
+    return batch
+
+
+def _maybe_chaos(
+    handle: ServiceHandle, args: argparse.Namespace, ledger: PidLedger
+) -> contextlib.AbstractContextManager[chaos.ChaosMonkey | None]:
+    if not args.chaos:
+        return contextlib.nullcontext()
+    return chaos.ChaosMonkey(
+        handle,
+        ledger,
+        rate_per_s=args.chaos_rate,
+        freeze_share=args.chaos_freeze_share,
+        rng=random.Random(args.seed),
+        max_events=args.chaos_events,
     )
 
 
@@ -258,88 +184,171 @@ def _watch(
     lanes: Sequence[Lane],
     batch: Sequence[Submitted],
     timeout_s: float,
-) -> None:
-    """Show progress until every task has ended or ``timeout_s`` has passed."""
+    interrupt: Interrupt,
+) -> Problem:
+    """Show progress until every task has ended; else say what stopped the watch.
+
+    The Problem returned is what a task still unfinished counts as.
+    """
     deadline_s = time.monotonic() + timeout_s
     pending = list(batch)
-    with _progress() as progress:
+    with report.progress() as progress:
         bars = {
             lane.backend: progress.add_task(lane.backend, total=len(lane.programs))
             for lane in lanes
         }
-        while pending and time.monotonic() < deadline_s:
-            time.sleep(_POLL_INTERVAL_S)
-            still_running = []
-            for task in pending:
-                if handle.status(task.task_id).is_terminal:
-                    progress.advance(bars[task.lane.backend])
-                else:
-                    still_running.append(task)
-            pending = still_running
+        while pending and interrupt.signum is None and time.monotonic() < deadline_s:
+            try:
+                _wait_a_little(handle, pending[0])
+                pending = _advance(handle, pending, progress, bars)
+            except ServiceClosedError:
+                if interrupt.signum is None:
+                    return Problem(LOST, "when the service stopped by itself")
+            except StoreError:
+                # Once drained, the shutdown a signal started closes the store.
+                if interrupt.signum is None:
+                    raise
+    if interrupt.signum is not None:
+        return Problem(LEFT, f"when {interrupt.name} came")
+    return Problem(LOST, f"after --timeout-s {timeout_s:g}")
 
 
-def _verify_all(
+def _wait_a_little(handle: ServiceHandle, task: Submitted) -> None:
+    """Wait until ``task`` ends or the poll interval is over.
+
+    Unlike a sleep, raises ServiceClosedError once the service is shutting down or
+    has stopped, whether a signal or a crash of the supervisor stopped it.
+    """
+    with contextlib.suppress(TimeoutError, TaskFailed, InternalError):
+        handle.wait(task.task_id, timeout_s=_POLL_INTERVAL_S)
+
+
+def _advance(
     handle: ServiceHandle,
-    batch: Sequence[Submitted],
-    records: dict[str, TaskRecord],
-    timeout_s: float,
-) -> dict[str, Problem]:
-    """Every task that did not end with a verified proof, and why."""
-    problems: dict[str, Problem] = {}
-    with _progress() as progress:
-        bar = progress.add_task("verify", total=len(batch))
-        for task in batch:
-            status = records[task.task_id].status
-            if status.is_terminal:
-                problem = _read_back_and_verify(handle, task)
-            else:
-                problem = Problem(
-                    LOST, f"still {status} after --timeout-s {timeout_s:g}"
-                )
-            if problem is not None:
-                problems[task.task_id] = problem
-            progress.advance(bar)
-    return problems
-
-
-def _read_back_and_verify(handle: ServiceHandle, task: Submitted) -> Problem | None:
-    try:
-        proof = handle.wait(task.task_id, timeout_s=_READ_BACK_TIMEOUT_S)
-    except TaskFailed as exc:
-        return Problem(
-            LOST,
-            f"failed after {exc.attempts} attempt(s): "
-            f"{exc.error_type}: {exc.error_message}",
-        )
-    except InternalError as exc:  # COMPLETED, yet the proof store has nothing
-        return Problem(BAD_PROOF, str(exc))
-    if not task.lane.verify(task.program, proof):
-        return Problem(BAD_PROOF, f"the {len(proof)}-byte proof does not verify")
-    return None
+    pending: Sequence[Submitted],
+    progress: Progress,
+    bars: dict[str, Any],
+) -> list[Submitted]:
+    still_running = []
+    for task in pending:
+        if handle.status(task.task_id).is_terminal:
+            progress.advance(bars[task.lane.backend])
+        else:
+            still_running.append(task)
+    return still_running
 
 
 # -- report ---------------------------------------------------------------------
 
 
-def _print_verdict(
-    out: Console, batch: Sequence[Submitted], problems: dict[str, Problem]
-) -> int:
-    if not problems:
-        out.print(f"[green]OK: all {len(batch)} proofs were read back and verified.[/]")
-        return EXIT_OK
-
-    lost = sum(problem.kind == LOST for problem in problems.values())
+def _print_results(
+    out: Console, plan: Plan, outcome: Outcome, args: argparse.Namespace
+) -> None:
+    stats = [
+        report.lane_stats(
+            lane.backend,
+            [outcome.records[t.task_id] for t in outcome.batch if t.lane is lane],
+            outcome.problems.keys(),
+            outcome.submitted_at,
+            args.workers,
+        )
+        for lane in plan.lanes
+    ]
+    out.print(report.table(stats))
+    metrics = outcome.metrics
     out.print(
-        f"[red]FAILED: {lost} task(s) lost (not COMPLETED), "
-        f"{len(problems) - lost} proof(s) failed verification.[/]"
+        f"Workers: {metrics['workers_started']} started, "
+        f"{metrics['workers_crashed']} crashed, {metrics['workers_hung']} hung."
     )
-    named = [task for task in batch if task.task_id in problems]
+
+
+def _chaos_summary(
+    plan: Plan, outcome: Outcome, pids_seen: int, leftovers: set[int], fd_delta: int
+) -> report.ChaosSummary:
+    assert outcome.monkey is not None
+    lost = sum(problem.kind == LOST for problem in outcome.problems.values())
+    return report.ChaosSummary(
+        tasks=len(outcome.batch),
+        workers_seen=pids_seen,
+        kills=outcome.monkey.kills,
+        freezes=outcome.monkey.freezes,
+        hangs=outcome.metrics["workers_hung"],
+        crashes=outcome.metrics["workers_crashed"],
+        retries=outcome.metrics["retries"],
+        lost=lost,
+        completed_twice=sum(s.extra_puts() for s in plan.proof_stores.values()),
+        leftover_processes=len(leftovers),
+        fd_delta=fd_delta,
+    )
+
+
+def _print_chaos(
+    out: Console, summary: report.ChaosSummary, leftovers: set[int]
+) -> None:
+    out.print(report.chaos_table(summary))
+    for pid in sorted(leftovers):
+        out.print(f"  [red]leftover process[/] {describe(pid)}")
+
+
+def _print_verdict(
+    out: Console, plan: Plan, outcome: Outcome, summary: report.ChaosSummary | None
+) -> int:
+    _print_problems(out, outcome)
+    if outcome.interrupt.signum is not None:
+        return _print_interrupted(out, plan, outcome)
+
+    kinds = Counter(problem.kind for problem in outcome.problems.values())
+    failed_checks = [] if summary is None else summary.failed_checks()
+    if not outcome.problems and not failed_checks:
+        count = len(outcome.batch)
+        out.print(f"[green]OK: all {count} proofs were read back and verified.[/]")
+        return EXIT_OK
+    if outcome.problems:
+        out.print(
+            f"[red]FAILED: {kinds[LOST]} task(s) lost (not COMPLETED), "
+            f"{kinds[BAD_PROOF]} proof(s) failed verification.[/]"
+        )
+    if failed_checks:
+        out.print(f"[red]FAILED chaos checks: {', '.join(failed_checks)}.[/]")
+    return EXIT_PROBLEMS
+
+
+def _print_interrupted(out: Console, plan: Plan, outcome: Outcome) -> int:
+    signum = outcome.interrupt.signum
+    assert signum is not None
+    kinds = Counter(problem.kind for problem in outcome.problems.values())
+    planned = sum(len(lane.programs) for lane in plan.lanes)
+    out.print(
+        f"[yellow]Interrupted by {outcome.interrupt.name}: "
+        f"{len(outcome.batch) - len(outcome.problems)} of {planned} tasks proven and "
+        f"verified, {len(outcome.batch)} submitted; {kinds[LOST]} lost, "
+        f"{kinds[BAD_PROOF]} bad proof(s).[/]",
+        soft_wrap=True,
+    )
+    left = Counter(
+        str(outcome.records[task_id].status)
+        for task_id, problem in outcome.problems.items()
+        if problem.kind == LEFT
+    )
+    if left:
+        statuses = ", ".join(f"{count} {status}" for status, count in left.items())
+        out.print(f"Left unfinished in tasks.db: {statuses}.", soft_wrap=True)
+    return 128 + signum
+
+
+def _print_problems(out: Console, outcome: Outcome) -> None:
+    # Tasks left unfinished by a signal are expected; only the others are named.
+    named = [
+        task
+        for task in outcome.batch
+        if task.task_id in outcome.problems
+        and outcome.problems[task.task_id].kind != LEFT
+    ]
     for task in named[:_MAX_PROBLEMS_SHOWN]:
-        problem = problems[task.task_id]
+        problem = outcome.problems[task.task_id]
         out.print(
             f"  {problem.kind}: {task.lane.backend} {task.program.program_id}, "
             f"task {task.task_id}\n    {problem.detail}"
         )
     if len(named) > _MAX_PROBLEMS_SHOWN:
         out.print(f"  ... and {len(named) - _MAX_PROBLEMS_SHOWN} more")
-    return EXIT_PROBLEMS

@@ -1,9 +1,9 @@
-"""Batch statistics for ``paas demo``: one row per backend, a total, a rich table.
+"""What ``paas demo`` shows: progress bars, batch statistics, the chaos summary.
 
-Everything here works from task records (``ServiceHandle.task``) after the batch:
-prove times and retries come from the records, wall time runs from submission to
-the last completion the records show, so the numbers do not depend on how often
-the demo polled.
+Batch statistics are one row per backend and a total. They work from task records
+(``ServiceHandle.task``) after the batch: prove times and retries come from the
+records, wall time runs from submission to the last completion the records show,
+so the numbers do not depend on how often the demo polled.
 """
 
 from __future__ import annotations
@@ -13,10 +13,28 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from rich import box
-from rich.console import JustifyMethod
+from rich.console import Console, JustifyMethod
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from paas import TaskRecord, TaskStatus
+
+
+def progress() -> Progress:
+    """Progress bars on stderr, so that stdout carries only plan and results."""
+    return Progress(
+        TextColumn("[bold]{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
 
 
 @dataclass(frozen=True)
@@ -153,3 +171,55 @@ def _seconds(value_s: float | None) -> str:
     # Five characters below 100 s, so long proofs do not widen the table.
     decimals = 3 if value_s < 10 else 2 if value_s < 100 else 1
     return f"{value_s:.{decimals}f}"
+
+
+@dataclass(frozen=True)
+class ChaosSummary:
+    """What a chaos run injected, what paas detected, and what must be zero."""
+
+    tasks: int
+    workers_seen: int
+    kills: int
+    freezes: int
+    hangs: int
+    crashes: int
+    retries: int
+    lost: int
+    completed_twice: int
+    leftover_processes: int
+    fd_delta: int
+
+    def must_be_zero(self) -> dict[str, int]:
+        return {
+            "lost": self.lost,
+            "completed twice": self.completed_twice,
+            "leftover processes": self.leftover_processes,
+            "fd delta": self.fd_delta,
+        }
+
+    def failed_checks(self) -> list[str]:
+        return [name for name, value in self.must_be_zero().items() if value != 0]
+
+
+def chaos_table(summary: ChaosSummary) -> Table:
+    """One row per number; the rows that must be zero say whether they are."""
+    result = Table(
+        title="chaos summary", title_justify="left", box=box.SIMPLE, padding=0
+    )
+    result.add_column("", justify="left")
+    result.add_column("count", justify="right")
+    result.add_column("check", justify="left")
+    observed = {
+        "tasks": summary.tasks,
+        "workers seen": summary.workers_seen,
+        "kills injected": summary.kills,
+        "freezes injected": summary.freezes,
+        "hangs detected": summary.hangs,
+        "crashes detected": summary.crashes,
+        "retries": summary.retries,
+    }
+    for name, value in observed.items():
+        result.add_row(name, str(value), "")
+    for name, value in summary.must_be_zero().items():
+        result.add_row(name, str(value), "  ok" if value == 0 else "  [red]FAIL[/]")
+    return result
