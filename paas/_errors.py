@@ -125,7 +125,13 @@ class WorkerCrashed(WorkerLost):
     """A worker process exited on its own or was killed by a signal."""
 
     def __init__(
-        self, pid: int, exitcode: int | None, backend: str, *, starting: bool = False
+        self,
+        pid: int,
+        exitcode: int | None,
+        backend: str,
+        *,
+        starting: bool = False,
+        idle: bool = False,
     ) -> None:
         self.pid = pid
         self.exitcode = exitcode
@@ -145,6 +151,12 @@ class WorkerCrashed(WorkerLost):
                 "unpickled or imported in a fresh process (see the worker's stderr)"
             )
             return
+        if idle:
+            super().__init__(
+                f"worker pid {pid} of backend {backend!r} {how} while it held no "
+                f"task; likely causes: {causes}. It is replaced; no task is affected."
+            )
+            return
         super().__init__(
             f"worker pid {pid} of backend {backend!r} {how} while proving; "
             f"likely causes: {causes}. The attempt counts against the retry budget "
@@ -155,15 +167,24 @@ class WorkerCrashed(WorkerLost):
 class WorkerHung(WorkerLost):
     """A worker sent no heartbeat and used no CPU for longer than the timeout."""
 
-    def __init__(self, pid: int, silent_s: float, backend: str) -> None:
+    def __init__(
+        self, pid: int, silent_s: float, backend: str, *, starting: bool = False
+    ) -> None:
         self.pid = pid
         self.silent_s = silent_s
         self.backend = backend
+        if starting:
+            super().__init__(
+                f"worker pid {pid} of backend {backend!r} did not report ready within "
+                f"{silent_s:.1f} s of starting, so it was killed; likely causes: a "
+                "slow or stuck prover setup(), or a stopped process. Raise "
+                "HeartbeatConfig.start_timeout_s if setup legitimately takes longer."
+            )
+            return
         super().__init__(
             f"worker pid {pid} of backend {backend!r} sent no heartbeat and used "
-            "no CPU "
-            f"for {silent_s:.1f} s, so it was killed; likely causes: the process was "
-            "stopped (SIGSTOP) or is blocked in native code. Raise "
+            f"no CPU for {silent_s:.1f} s, so it was killed; likely causes: the "
+            "process was stopped (SIGSTOP) or is blocked in native code. Raise "
             "HeartbeatConfig.timeout_s if provers legitimately block this long."
         )
 

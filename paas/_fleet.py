@@ -146,7 +146,13 @@ class Fleet:
                 self._metrics.workers_retired += 1
                 continue
             starting = worker.state is WorkerState.STARTING
-            error = WorkerCrashed(worker.pid, code, worker.backend, starting=starting)
+            error = WorkerCrashed(
+                worker.pid,
+                code,
+                worker.backend,
+                starting=starting,
+                idle=not starting and worker.task_id is None,
+            )
             self.lose(worker, error)
 
     def check_health(self) -> None:

@@ -30,7 +30,7 @@ def diagnose(
     if worker.state is WorkerState.STARTING:
         waited_s = now_s - worker.started_at_s
         if waited_s > config.heartbeat.start_timeout_s:
-            return WorkerHung(worker.pid, waited_s, worker.backend)
+            return WorkerHung(worker.pid, waited_s, worker.backend, starting=True)
         return None
     return (
         _past_deadline(worker, now_s)

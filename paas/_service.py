@@ -32,6 +32,7 @@ from paas._errors import (
     EncodingError,
     InternalError,
     ServiceClosedError,
+    StoreError,
     TaskFailed,
     UnknownBackendError,
     UnknownProgramError,
@@ -168,6 +169,7 @@ class ServiceHandle:
         self._waiters = _Waiters()
         self._closed = False
         self._close_lock = threading.Lock()
+        self._released = threading.Event()
         self._entered = False
         self._inputs = InputFetcher(
             config,
@@ -303,11 +305,22 @@ class ServiceHandle:
 
     def status(self, task_id: str) -> TaskStatus:
         """The task's current status; :class:`TaskNotFound` for an unknown id."""
-        return self._store.get(task_id).status
+        return self._get(task_id).status
 
     def task(self, task_id: str) -> TaskRecord:
         """A snapshot of everything the store knows about the task."""
-        return self._store.get(task_id)
+        return self._get(task_id)
+
+    def _get(self, task_id: str) -> TaskRecord:
+        try:
+            return self._store.get(task_id)
+        except StoreError as exc:
+            if self._closed:
+                raise ServiceClosedError(
+                    f"the service was shut down and its task store closed; open "
+                    f"SQLiteTaskStore(..., read_only=True) to read task {task_id}"
+                ) from exc
+            raise
 
     def counts(self) -> dict[TaskStatus, int]:
         """Number of tasks in each status, over all backends."""
@@ -348,7 +361,7 @@ class ServiceHandle:
             # Listen first, then look: a task that ends in between still wakes us.
             ended = self._waiters.listen(task_id)
             try:
-                record = self._store.get(task_id)
+                record = self._get(task_id)
                 if record.status.is_terminal:
                     return self._proof_of(record)
                 if self._closed or self._supervisor.stopped.is_set():
@@ -400,7 +413,9 @@ class ServiceHandle:
         With ``drain``, no new attempt starts, running attempts get up to
         ``timeout_s`` to finish, and queued tasks stay queued in the store.
         Without it, running attempts are killed (a durable store requeues them on
-        the next launch). A call without drain cuts a running drain short.
+        the next launch). A call without drain cuts a running drain short. Every
+        call returns only once the whole service is released, whichever call (or
+        signal handler) started the shutdown.
         """
         with self._close_lock:
             first = not self._closed
@@ -409,12 +424,16 @@ class ServiceHandle:
             logger.info("Stopping service...")
         self._supervisor.stop(timeout_s if drain else 0.0)
         if not first:
+            self._released.wait()
             return
-        self._inputs.shutdown()
-        if self._owns_store:
-            self._store.close()
-        self._waiters.wake_all()
-        _live_handles.discard(self)
+        try:
+            self._inputs.shutdown()
+            if self._owns_store:
+                self._store.close()
+        finally:
+            self._waiters.wake_all()
+            _live_handles.discard(self)
+            self._released.set()
         logger.info("Service stopped.")
 
     def handle_signals(self, drain_timeout_s: float = 30.0) -> None:

@@ -183,3 +183,21 @@ def test_hostile_frames_on_the_supervisor_socket_are_dropped(new_id: NewId) -> N
             handle.execute(Job(new_id(), {"do": "echo", "data": b"z"}), "native")
             == b"z"
         )
+
+
+def test_an_idle_worker_dying_is_replaced_without_touching_any_task(
+    new_id: NewId,
+) -> None:
+    with launch(workers=1) as handle:
+        handle.execute(Job(new_id(), {"do": "echo"}), "native", DEADLOCK_GUARD_S)
+        (victim,) = handle.worker_pids()["native"]
+        os.kill(victim, signal.SIGKILL)
+        wait_until(
+            lambda: handle.metrics()["workers_crashed"] == 1, "the crash to be seen"
+        )
+        assert (
+            handle.execute(Job(new_id(), {"do": "echo", "data": b"n"}), "native")
+            == b"n"
+        )
+        metrics = handle.metrics()
+    assert (metrics["retries"], metrics["failed"]) == (0, 0)

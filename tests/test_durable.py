@@ -420,3 +420,15 @@ def test_host_killed_at_a_random_point_loses_nothing(tmp_path: Path, seed: int) 
                 f"{tag} proven again"
             )
     assert sum(proven_after.values()) >= tasks
+
+
+def test_reading_a_closed_durable_service_says_it_is_closed(tmp_path: Path) -> None:
+    handle = _durable(tmp_path)
+    task_id = handle.execute(Job("c", {"do": "echo"}), "native", DEADLOCK_GUARD_S)
+    task_id = handle.submit_task(Job("c", {"do": "echo"}), "native")
+    handle.shutdown()
+    handle.shutdown()
+    with pytest.raises(paas.ServiceClosedError, match="read_only=True"):
+        handle.status(task_id)
+    with pytest.raises(paas.ServiceClosedError):
+        handle.wait(task_id, timeout_s=DEADLOCK_GUARD_S)
