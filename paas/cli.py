@@ -35,7 +35,12 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``paas`` command line; returns the process exit status."""
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    # `paas bench` hands its own flags on to the benchmark runner.
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "bench":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.bench_args = rest
     _enable_logging(args.log_level)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
@@ -245,7 +250,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         return EXIT_UNAVAILABLE
     if args.tasks is None:
         args.tasks = _DEMO_CHAOS_TASKS if args.chaos else _DEMO_TASKS
-    return demo.main(args)
+    return int(demo.main(args))
 
 
 _DEMO_NEEDS = {
@@ -291,7 +296,41 @@ def _run_status(args: argparse.Namespace) -> int:
     return 0
 
 
-_SUBCOMMANDS: tuple[Callable[[_Subparsers], None], ...] = (_add_demo, _add_status)
+# -- paas bench -------------------------------------------------------------------
+
+
+def _add_bench(subparsers: _Subparsers) -> None:
+    parser = _subcommand_parser(
+        subparsers,
+        "bench",
+        summary="compare paas with multiprocessing, concurrent.futures, loky, pebble",
+        description=(
+            "Run the benchmark scenarios for paas and its peers (needs the bench "
+            "extra); arguments after 'bench' go to the benchmark runner, e.g. "
+            "'paas bench --quick'."
+        ),
+    )
+    parser.set_defaults(run=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    try:
+        from benchmarks import cli as bench_cli
+    except ModuleNotFoundError as exc:
+        print(
+            f"paas bench: cannot import {exc.name}; install the bench extra: "
+            "pip install 'paas[bench]'",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
+    return int(bench_cli.main(args.bench_args))
+
+
+_SUBCOMMANDS: tuple[Callable[[_Subparsers], None], ...] = (
+    _add_demo,
+    _add_status,
+    _add_bench,
+)
 
 
 # -- logging --------------------------------------------------------------------
