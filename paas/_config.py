@@ -15,6 +15,7 @@ from types import MappingProxyType
 from paas._errors import ConfigError
 
 START_METHODS = ("spawn", "forkserver")
+_MAX_MESSAGE_LIMIT = 1 << 40  # far above any sane proof, well inside ZeroMQ's int64
 
 
 def _finite(name: str, value: float) -> None:
@@ -146,6 +147,11 @@ class ServiceConfig:
                 f"got {self.start_method!r}"
             )
         _whole("max_message_bytes", self.max_message_bytes, 1024)
+        if self.max_message_bytes > _MAX_MESSAGE_LIMIT:
+            raise ConfigError(
+                f"max_message_bytes must be <= {_MAX_MESSAGE_LIMIT}, "
+                f"got {self.max_message_bytes}"
+            )
         _whole("fetch_threads", self.fetch_threads, 1)
         _whole("max_start_failures", self.max_start_failures, 1)
         _whole("max_blocked_rechecks", self.max_blocked_rechecks, 0)
@@ -154,12 +160,7 @@ class ServiceConfig:
             _finite(name, value)
             if value <= 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
-        if self.state_dir is not None and not isinstance(
-            self.state_dir, str | os.PathLike
-        ):
-            raise ConfigError(
-                f"state_dir must be a path or None, got {self.state_dir!r}"
-            )
+        self._check_state_dir()
         if self.max_tasks_per_worker is not None:
             _whole("max_tasks_per_worker", self.max_tasks_per_worker, 1)
         if self.max_worker_memory_bytes is not None:
@@ -169,3 +170,20 @@ class ServiceConfig:
             _finite(name, value)
             if value < 0:
                 raise ConfigError(f"{name} must be >= 0, got {value}")
+        if self.restart_backoff_max_s < self.restart_backoff_s:
+            raise ConfigError(
+                f"restart_backoff_max_s must be >= restart_backoff_s "
+                f"({self.restart_backoff_s}), got {self.restart_backoff_max_s}"
+            )
+
+    def _check_state_dir(self) -> None:
+        if self.state_dir is None:
+            return
+        if not isinstance(self.state_dir, str | os.PathLike):
+            raise ConfigError(
+                f"state_dir must be a path or None, got {self.state_dir!r}"
+            )
+        if os.path.exists(self.state_dir) and not os.path.isdir(self.state_dir):
+            raise ConfigError(
+                f"state_dir must be a directory, got file {self.state_dir}"
+            )

@@ -106,7 +106,7 @@ class InputFetcher:
     def _fetch(self, record: TaskRecord, program: Any) -> None:
         try:
             self._fetch_once(record, program)
-        except Exception:  # noqa: BLE001 - a store failure here must not kill the thread
+        except BaseException:  # noqa: BLE001 - nothing may kill a fetch thread
             logger.bind(task=record.task_id).opt(exception=True).error(
                 "Could not record the input fetch; the task stays PENDING"
             )
@@ -121,7 +121,7 @@ class InputFetcher:
         except InputNotReady as exc:
             self._block(record, exc)
             return
-        except Exception as exc:  # noqa: BLE001 - any other failure fails the task, loudly
+        except BaseException as exc:  # noqa: BLE001 - even SystemExit fails the task
             self._fail(record.task_id, exc, _describe(exc))
             return
         # The supervisor records PENDING -> QUEUED inside its own batch, which is
@@ -150,7 +150,7 @@ class InputFetcher:
         )
         self._on_blocked(record.task_id, recheck_s)
 
-    def _fail(self, task_id: str, exc: Exception, message: str) -> None:
+    def _fail(self, task_id: str, exc: BaseException, message: str) -> None:
         logger.bind(task=task_id).opt(exception=exc).error(
             "Task input failed: {}", message
         )
@@ -165,7 +165,7 @@ class InputFetcher:
         self._on_failed(task_id)
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: BaseException) -> str:
     if isinstance(exc, EncodingError):
         return f"input cannot be encoded: {exc}"
     if isinstance(exc, InputRejected):

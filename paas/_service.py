@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import math
 import random
 import signal
 import threading
@@ -36,6 +37,7 @@ from paas._errors import (
     TaskFailed,
     UnknownBackendError,
     UnknownProgramError,
+    UsageError,
 )
 from paas._inputs import InputFetcher
 from paas._lifecycle import TaskStatus
@@ -260,6 +262,13 @@ class ServiceHandle:
     ) -> TaskId:
         registration = self._registration_for(program, backend)
         check_deadline(deadline_s)
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not idempotency_key
+        ):
+            raise ValueError(
+                "idempotency_key must be a non-empty str or None, "
+                f"got {idempotency_key!r}"
+            )
         task_id = task_id_for(program, backend, idempotency_key)
         now_s = self._clock.time()
         record, created = self._store.create(
@@ -338,12 +347,21 @@ class ServiceHandle:
         limit: int | None = 100,
     ) -> list[TaskRecord]:
         """Snapshots of matching tasks, most recently updated first."""
+        if status is not None and not isinstance(status, TaskStatus):
+            status = _parse_status(status)
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int)
+        ):
+            raise ValueError(f"limit must be an int or None, got {limit!r}")
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
         return self._store.query(
             status=status, program=program, backend=backend, limit=limit
         )
 
     def prune(self, older_than_s: float) -> int:
         """Forget finished tasks last updated more than ``older_than_s`` ago."""
+        _check_timeout(older_than_s, name="older_than_s")
         return self._store.prune(self._clock.time() - older_than_s)
 
     def metrics(self) -> dict[str, int]:
@@ -356,6 +374,7 @@ class ServiceHandle:
         Raises ``TimeoutError`` if ``timeout_s`` passes first, ``TaskNotFound`` at
         once for an unknown id, and :class:`ServiceClosedError` if the service stops.
         """
+        _check_timeout(timeout_s)
         deadline_s = None if timeout_s is None else self._clock.monotonic() + timeout_s
         while True:
             # Listen first, then look: a task that ends in between still wakes us.
@@ -364,7 +383,8 @@ class ServiceHandle:
                 record = self._get(task_id)
                 if record.status.is_terminal:
                     return self._proof_of(record)
-                if self._closed or self._supervisor.stopped.is_set():
+                # Not `self._closed`: during a drain the task may still finish.
+                if self._supervisor.stopped.is_set():
                     raise ServiceClosedError(
                         f"service stopped while task {task_id} was {record.status}"
                     )
@@ -392,6 +412,11 @@ class ServiceHandle:
         if proof is None:
             raise InternalError(
                 f"task {record.task_id} is COMPLETED but its proof is missing"
+            )
+        if not isinstance(proof, bytes):
+            raise UsageError(
+                f"proof_store.get({record.task_id!r}) returned "
+                f"{type(proof).__name__}, expected bytes"
             )
         return proof
 
@@ -467,6 +492,25 @@ class ServiceHandle:
 
     def _notify_finished(self, task_id: str) -> None:
         self._waiters.wake(task_id)
+
+
+def _check_timeout(value: float | None, name: str = "timeout_s") -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number or None, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {value}")
+
+
+def _parse_status(value: object) -> TaskStatus:
+    """Accept a status's name or value ("COMPLETED", "completed") as well."""
+    if isinstance(value, str):
+        for status in TaskStatus:
+            if value in (status.name, status.value):
+                return status
+    names = ", ".join(s.name for s in TaskStatus)
+    raise ValueError(f"status must be a TaskStatus ({names}), got {value!r}")
 
 
 class _Waiters:

@@ -24,13 +24,22 @@ import zmq
 from paas import _messages as wire
 
 _MAX_IPC_DIR_CHARS = 80
+_OWNER = "owner"
 
 
 class SupervisorTransport:
     """Sockets and fds of the supervisor, created together and released together."""
 
     def __init__(self, max_message_bytes: int) -> None:
+        _remove_orphaned_dirs()
         self.ipc_dir = _private_ipc_dir()
+        try:
+            self._open(max_message_bytes)
+        except BaseException:
+            shutil.rmtree(self.ipc_dir, ignore_errors=True)
+            raise
+
+    def _open(self, max_message_bytes: int) -> None:
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context(io_threads=1)
         self._inbox = self.context.socket(zmq.PULL)
         self._inbox.setsockopt(zmq.LINGER, 0)
@@ -82,12 +91,33 @@ class SupervisorTransport:
         shutil.rmtree(self.ipc_dir, ignore_errors=True)
 
 
-def _private_ipc_dir() -> Path:
-    """A 0700 temp dir with a path short enough for ipc:// socket names."""
+def _ipc_base() -> str:
     base = tempfile.gettempdir()
-    if len(base) > _MAX_IPC_DIR_CHARS:
-        base = "/tmp"
-    return Path(tempfile.mkdtemp(prefix="paas-", dir=base))
+    return "/tmp" if len(base) > _MAX_IPC_DIR_CHARS else base
+
+
+def _private_ipc_dir() -> Path:
+    """A 0700 temp dir with a path short enough for ipc:// socket names.
+
+    It holds an ``owner`` file with this process's pid, so that a later host can
+    remove the dir if this one is killed before it cleans up.
+    """
+    path = Path(tempfile.mkdtemp(prefix="paas-", dir=_ipc_base()))
+    (path / _OWNER).write_text(str(os.getpid()))
+    return path
+
+
+def _remove_orphaned_dirs() -> None:
+    """Remove ipc dirs left by hosts that died (SIGKILL) without cleaning up."""
+    for path in Path(_ipc_base()).glob("paas-*"):
+        try:
+            owner = int((path / _OWNER).read_text())
+            if path.stat().st_uid != os.getuid():
+                continue
+        except (OSError, ValueError):
+            continue  # not ours, or not fully created yet
+        if not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _drain_pipe(fd: int) -> None:

@@ -92,3 +92,27 @@ def test_pools_are_frozen_after_validation() -> None:
     assert config.pools["native"] == 1
     with pytest.raises(TypeError):
         config.pools["native"] = 5  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_message_bytes": 2**63}, "max_message_bytes must be <="),
+        (
+            {"restart_backoff_s": 5.0, "restart_backoff_max_s": 1.0},
+            "restart_backoff_max_s must be >= restart_backoff_s",
+        ),
+    ],
+)
+def test_service_config_rejects_inconsistent_values(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(paas.ConfigError, match=message):
+        paas.ServiceConfig(pools={"native": 1}, **kwargs)
+
+
+def test_state_dir_that_is_a_file_is_rejected(tmp_path: Any) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(paas.ConfigError, match="state_dir must be a directory"):
+        paas.ServiceConfig(pools={"native": 1}, state_dir=str(afile))

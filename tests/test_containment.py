@@ -219,3 +219,19 @@ def test_sigint_to_the_process_group_drains_without_killing_proofs(
     assert proc.returncode == 0
     assert json.loads(out) == {"running": "COMPLETED", "queued": "QUEUED"}
     wait_until(lambda: not _alive(worker_pid), "the worker to exit with its host")
+
+
+def test_a_wait_begun_during_a_drain_gets_the_proof(
+    new_id: NewId, tmp_path: Path
+) -> None:
+    release, marker = tmp_path / "release", tmp_path / "pid"
+    handle = launch(workers=1)
+    running = handle.submit_task(_release_job(new_id, release, marker), "native")
+    read_pid(marker)
+    stopper = threading.Thread(target=handle.shutdown, kwargs={"drain": True})
+    stopper.start()
+    wait_until(lambda: handle._supervisor._stop_at_s is not None, "the drain to begin")
+    release.touch()
+    assert handle.wait(running, timeout_s=DEADLOCK_GUARD_S) == b"drained"
+    stopper.join(DEADLOCK_GUARD_S)
+    assert not stopper.is_alive()

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -122,3 +123,14 @@ def test_fd_count_is_flat_after_200_worker_replacements(new_id: NewId) -> None:
         fds_after = len(_open_fds())
     assert retired >= 200
     assert fds_after == fds_before
+
+
+def test_ipc_dirs_of_dead_hosts_are_removed_at_launch(tmp_path: Path) -> None:
+    with subprocess.Popen([sys.executable, "-c", "pass"]) as dead:
+        dead.wait(DEADLOCK_GUARD_S)
+    base = Path(tempfile.gettempdir())
+    orphan = Path(tempfile.mkdtemp(prefix="paas-", dir=base))
+    (orphan / "owner").write_text(str(dead.pid))
+    (orphan / "up").write_text("")
+    with launch():
+        assert not orphan.exists()

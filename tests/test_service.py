@@ -275,3 +275,52 @@ def test_submit_many_is_submit_task_for_each(
     ]
     with pytest.raises(paas.UnknownBackendError):
         service.submit_many(jobs, "gpu")
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda h: h.tasks(limit=-1), "limit must be >= 0"),
+        (lambda h: h.tasks(status="bogus"), "status must be a TaskStatus"),
+        (lambda h: h.wait("x", timeout_s=float("nan")), "timeout_s must be finite"),
+        (lambda h: h.wait("x", timeout_s="1"), "timeout_s must be a number"),
+        (lambda h: h.prune(float("nan")), "older_than_s must be finite"),
+        (
+            lambda h: h.submit_task(Job("j"), "native", idempotency_key=""),
+            "idempotency_key must be a non-empty str",
+        ),
+    ],
+)
+def test_bad_query_arguments_are_rejected(
+    service: paas.ServiceHandle, call: Callable[[Any], Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        call(service)
+
+
+def test_tasks_accepts_a_status_name(
+    service: paas.ServiceHandle, new_id: NewId
+) -> None:
+    assert service.execute(_job(new_id, do="echo"), "native", DEADLOCK_GUARD_S) == b""
+    assert len(service.tasks(status="completed")) == 1
+    assert len(service.tasks(status="COMPLETED")) == 1
+
+
+def _exiting_fetcher(job: Job) -> dict[str, Any]:
+    if job.program_id.startswith("bad"):
+        raise SystemExit(1)
+    return job.script
+
+
+def test_a_fetcher_raising_systemexit_fails_only_its_task(new_id: NewId) -> None:
+    config = paas.ServiceConfig(pools={"native": 1}, fetch_threads=1)
+    builder = paas.ProverServiceBuilder(config).register(
+        PROGRAM_KEY, input_fetcher=_exiting_fetcher, prover=ScriptedProver()
+    )
+    with builder.launch() as handle:
+        for n in range(3):
+            bad = handle.submit_task(Job(f"bad-{n}-{new_id()}"), "native")
+            with pytest.raises(paas.TaskFailed, match="SystemExit"):
+                handle.wait(bad, timeout_s=DEADLOCK_GUARD_S)
+        good = Job(new_id(), {"do": "echo", "data": b"fine"})
+        assert handle.execute(good, "native", DEADLOCK_GUARD_S) == b"fine"
