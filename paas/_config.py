@@ -15,7 +15,7 @@ from types import MappingProxyType
 from paas._errors import ConfigError
 
 START_METHODS = ("spawn", "forkserver")
-_MAX_MESSAGE_LIMIT = 1 << 40  # far above any sane proof, well inside ZeroMQ's int64
+_MAX_MESSAGE_LIMIT = 1 << 40  # far above any sane proof; 4x stays inside ZeroMQ's int64
 
 
 def _finite(name: str, value: float) -> None:

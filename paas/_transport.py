@@ -43,9 +43,12 @@ class SupervisorTransport:
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context(io_threads=1)
         self._inbox = self.context.socket(zmq.PULL)
         self._inbox.setsockopt(zmq.LINGER, 0)
-        # ZeroMQ refuses larger frames itself, so a hostile peer cannot make the
-        # supervisor buffer an unbounded message.
-        self._inbox.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+        # Frames over the limit are counted and dropped here; ZeroMQ itself drops
+        # (uncounted, by closing the peer's connection) anything over four times
+        # the limit, so a hostile peer cannot make the supervisor buffer an
+        # unbounded message.
+        self._max_message_bytes = max_message_bytes
+        self._inbox.setsockopt(zmq.MAXMSGSIZE, 4 * max_message_bytes)
         self.inbox_endpoint = f"ipc://{self.ipc_dir / 'up'}"
         self._inbox.bind(self.inbox_endpoint)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -78,6 +81,12 @@ class SupervisorTransport:
                 frame = self._inbox.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            if len(frame) > self._max_message_bytes:
+                yield msgspec.DecodeError(
+                    f"{len(frame)} byte frame is over max_message_bytes "
+                    f"({self._max_message_bytes})"
+                )
+                continue
             try:
                 yield wire.supervisor_decoder.decode(frame)
             except msgspec.DecodeError as exc:

@@ -201,3 +201,22 @@ def test_an_idle_worker_dying_is_replaced_without_touching_any_task(
         )
         metrics = handle.metrics()
     assert (metrics["retries"], metrics["failed"]) == (0, 0)
+
+
+def test_an_oversized_frame_is_counted_and_dropped(new_id: NewId) -> None:
+    with launch(max_message_bytes=64 * 1024) as handle:
+        context = zmq.Context()
+        intruder = context.socket(zmq.PUSH)
+        intruder.connect(handle._supervisor.inbox_endpoint)
+        intruder.send(b"\x00" * (100 * 1024))
+        intruder.close(linger=DEADLOCK_GUARD_S * 1000)
+        context.term()
+        wait_until(
+            lambda: handle.metrics()["frames_dropped"] == 1,
+            "the oversized frame to be counted",
+            handle.metrics,
+        )
+        assert (
+            handle.execute(Job(new_id(), {"do": "echo", "data": b"o"}), "native")
+            == b"o"
+        )
