@@ -21,6 +21,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 from strategies import statuses
 
 import paas
+from paas import _sqlite_store as sqlite_store_module
 from paas._sqlite_store import SQLiteTaskStore
 from paas._store import TaskRecord
 
@@ -484,3 +485,28 @@ def test_a_second_writer_is_refused_while_the_first_is_open(tmp_path: Path) -> N
     reader.close()
     first.close()
     SQLiteTaskStore(tmp_path / "tasks.db").close()
+
+
+@pytest.mark.parametrize("returning", [True, False])
+def test_transitions_with_and_without_returning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, returning: bool
+) -> None:
+    # SQLite before 3.35 has no RETURNING; the store then reads the row back.
+    monkeypatch.setattr(sqlite_store_module, "_HAS_RETURNING", returning)
+    store = SQLiteTaskStore(tmp_path / "tasks.db")
+    store.create(
+        TaskRecord(
+            task_id="t", program_key="p", backend="b", created_at=1, updated_at=1
+        )
+    )
+    queued = store.transition("t", S.PENDING, S.QUEUED, attempts=0)
+    proving = store.transition("t", S.QUEUED, S.PROVING, attempts=1)
+    assert (queued.status, proving.status, proving.attempts) == (
+        S.QUEUED,
+        S.PROVING,
+        1,
+    )
+    with pytest.raises(paas.IllegalTransition, match="PROVING -> PROVING"):
+        store.transition("t", S.QUEUED, S.PROVING)
+    assert store.get("t") == proving
+    store.close()
