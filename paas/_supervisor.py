@@ -100,6 +100,7 @@ class Supervisor:
         self._timer_seq = itertools.count()
         self._attempt_ids = itertools.count(1)
         self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._wake_pending = False
         self._stop_at_s: float | None = None
         self._thread: threading.Thread | None = None
         self.stopped = threading.Event()
@@ -128,7 +129,11 @@ class Supervisor:
     def post(self, command: Callable[[], None]) -> None:
         """Run ``command`` on the supervisor thread soon."""
         self._commands.put(command)
-        self._transport.wake()
+        # One wake-up per batch of commands: the loop clears the flag before it
+        # drains the queue, so a command posted after that always writes again.
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._transport.wake()
 
     def accept_input(self, task_id: str, backend: str, raw: msgspec.Raw) -> None:
         """Record a fetched input (PENDING -> QUEUED) and queue the task."""
@@ -188,6 +193,7 @@ class Supervisor:
 
     def _step(self) -> None:
         ready = self._transport.poll(self._poll_timeout_ms())
+        self._wake_pending = False
         try:
             with self._store.batch():
                 self._run_commands()
