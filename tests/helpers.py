@@ -62,3 +62,12 @@ def read_pid(marker: Path) -> int:
 
 def calls(counter: Path) -> int:
     return len(counter.read_text().splitlines()) if counter.exists() else 0
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (dead, not yet reaped) counts as dead."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -14,7 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import DEADLOCK_GUARD_S, FAST_HEARTBEAT, launch, read_pid, wait_until
+from helpers import (
+    DEADLOCK_GUARD_S,
+    FAST_HEARTBEAT,
+    alive,
+    launch,
+    read_pid,
+    wait_until,
+)
 
 import paas
 from paas.testing import PROGRAM_KEY, BrokenSetupProver, Job, script_of
@@ -22,14 +29,6 @@ from paas.testing import PROGRAM_KEY, BrokenSetupProver, Job, script_of
 S = paas.TaskStatus
 NewId = Callable[[], str]
 ONE_TRY = paas.RetryPolicy(max_retries=0, base_delay_s=0, max_delay_s=0)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_deadline_kills_the_attempt_and_counts_as_transient(new_id: NewId) -> None:
@@ -58,7 +57,7 @@ def test_deadline_kill_takes_the_provers_own_children_too(
         child_pid = read_pid(child_marker)
         with pytest.raises(paas.TaskFailed, match="DeadlineExceeded"):
             handle.wait(task_id, timeout_s=DEADLOCK_GUARD_S)
-    wait_until(lambda: not _alive(child_pid), f"the prover's child {child_pid} to die")
+    wait_until(lambda: not alive(child_pid), f"the prover's child {child_pid} to die")
 
 
 def test_program_deadline_applies_and_a_task_deadline_overrides_it(
@@ -165,7 +164,7 @@ def test_drain_finishes_running_attempts_and_leaves_queued_tasks(
     release.touch()
     stopper.join(DEADLOCK_GUARD_S)
 
-    assert not stopper.is_alive()
+    assert not stopper.isalive()
     assert handle.status(running) is S.COMPLETED
     assert handle.status(queued) is S.QUEUED
     assert handle.metrics()["workers_started"] == started
@@ -177,7 +176,7 @@ def test_drain_timeout_cuts_off_a_proof_that_does_not_end(new_id: NewId) -> None
     wait_until(lambda: handle.status(task_id) is S.PROVING, "the task to start")
     handle.shutdown(drain=True, timeout_s=0.2)
     assert handle.status(task_id) is S.PROVING
-    assert not any(_alive(pid) for pid in handle.worker_pids()["native"])
+    assert not any(alive(pid) for pid in handle.worker_pids()["native"])
 
 
 def test_sigint_to_the_process_group_drains_without_killing_proofs(
@@ -213,12 +212,12 @@ def test_sigint_to_the_process_group_drains_without_killing_proofs(
         readable, _, _ = select.select([proc.stdout], [], [], DEADLOCK_GUARD_S)
         assert readable, "the host never started draining after SIGINT"
         assert proc.stdout.readline() == b"draining\n"
-        assert _alive(worker_pid), "SIGINT reached the worker"
+        assert alive(worker_pid), "SIGINT reached the worker"
         release.touch()
         out, _ = proc.communicate(timeout=DEADLOCK_GUARD_S)
     assert proc.returncode == 0
     assert json.loads(out) == {"running": "COMPLETED", "queued": "QUEUED"}
-    wait_until(lambda: not _alive(worker_pid), "the worker to exit with its host")
+    wait_until(lambda: not alive(worker_pid), "the worker to exit with its host")
 
 
 def test_a_wait_begun_during_a_drain_gets_the_proof(
@@ -234,4 +233,4 @@ def test_a_wait_begun_during_a_drain_gets_the_proof(
     release.touch()
     assert handle.wait(running, timeout_s=DEADLOCK_GUARD_S) == b"drained"
     stopper.join(DEADLOCK_GUARD_S)
-    assert not stopper.is_alive()
+    assert not stopper.isalive()

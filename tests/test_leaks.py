@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import multiprocess
-from helpers import DEADLOCK_GUARD_S, launch, read_pid, wait_until
+from helpers import DEADLOCK_GUARD_S, alive, launch, read_pid, wait_until
 
 from paas.testing import Job
 
@@ -86,16 +86,8 @@ def test_workers_die_with_their_host(tmp_path: Path) -> None:
         finally:
             proc.kill()
     wait_until(
-        lambda: not _alive(worker_pid), f"worker {worker_pid} to exit after its host"
+        lambda: not alive(worker_pid), f"worker {worker_pid} to exit after its host"
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_fd_count_is_flat_after_200_worker_replacements(new_id: NewId) -> None:
