@@ -164,7 +164,7 @@ def test_drain_finishes_running_attempts_and_leaves_queued_tasks(
     release.touch()
     stopper.join(DEADLOCK_GUARD_S)
 
-    assert not stopper.isalive()
+    assert not stopper.is_alive()
     assert handle.status(running) is S.COMPLETED
     assert handle.status(queued) is S.QUEUED
     assert handle.metrics()["workers_started"] == started
@@ -233,4 +233,4 @@ def test_a_wait_begun_during_a_drain_gets_the_proof(
     release.touch()
     assert handle.wait(running, timeout_s=DEADLOCK_GUARD_S) == b"drained"
     stopper.join(DEADLOCK_GUARD_S)
-    assert not stopper.isalive()
+    assert not stopper.is_alive()
