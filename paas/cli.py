@@ -16,6 +16,7 @@ it here with one stderr sink.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -289,10 +290,14 @@ def _run_status(args: argparse.Namespace) -> int:
     from paas._status import render_status
 
     try:
-        print(render_status(args.state_dir))
+        print(render_status(args.state_dir), flush=True)
     except StoreError as exc:
         print(f"paas status: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader (say `| head`) closed the pipe early: not an error here. Point
+        # stdout at /dev/null so the interpreter's final flush stays quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
