@@ -149,10 +149,6 @@ class Supervisor:
         )
         self._queue_task(task_id, backend)
 
-    def call_later(self, delay_s: float, callback: Callable[[], None]) -> None:
-        """Run ``callback`` on the supervisor thread after ``delay_s``."""
-        self.post(lambda: self._schedule(delay_s, callback))
-
     def stop(self, drain_s: float = 0.0) -> None:
         """Stop after running attempts finish, waiting at most ``drain_s``.
 
