@@ -33,7 +33,6 @@ worker is told to exit, and killed if it does not within the grace period.
 from __future__ import annotations
 
 import functools
-import heapq
 import itertools
 import queue
 import threading
@@ -55,6 +54,7 @@ from paas._pool import Pool, WorkerProcess, WorkerState
 from paas._proofs import ProofStore, checksum
 from paas._retry import Rng, backoff_delay_s, should_retry
 from paas._store import TaskRecord, TaskStore
+from paas._timers import Timers
 from paas._transport import SupervisorTransport
 
 _INBOX_BATCH = 512
@@ -94,10 +94,8 @@ class Supervisor:
             self._on_unavailable,
         )
         self._pools = self.fleet.pools
-        self._waiting: set[str] = set()  # tasks on a retry or recheck timer
         self._finished_in_step: list[str] = []
-        self._timers: list[tuple[float, int, Callable[[], None]]] = []
-        self._timer_seq = itertools.count()
+        self._timers = Timers(clock)
         self._attempt_ids = itertools.count(1)
         self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._wake_pending = False
@@ -220,8 +218,7 @@ class Supervisor:
         now_s = self._clock.monotonic()
         wake_at_s = now_s + self._config.heartbeat.interval_s
         candidates = [self._stop_at_s, self.fleet.next_wake_s(now_s)]
-        if self._timers:
-            candidates.append(self._timers[0][0])
+        candidates.append(self._timers.next_due_s())
         wake_at_s = min([wake_at_s, *(t for t in candidates if t is not None)])
         return max(0, int((wake_at_s - now_s) * 1000) + 1)
 
@@ -241,14 +238,8 @@ class Supervisor:
             self.metrics.store_conflicts += 1
             logger.error("Skipped a step that lost a race with another writer: {}", exc)
 
-    def _schedule(self, delay_s: float, callback: Callable[[], None]) -> None:
-        due_s = self._clock.monotonic() + delay_s
-        heapq.heappush(self._timers, (due_s, next(self._timer_seq), callback))
-
     def _run_due_timers(self) -> None:
-        now_s = self._clock.monotonic()
-        while self._timers and self._timers[0][0] <= now_s:
-            _, _, callback = heapq.heappop(self._timers)
+        for callback in self._timers.due():
             self._guarded(callback)
 
     def _queue_task(self, task_id: str, backend: str) -> None:
@@ -451,7 +442,7 @@ class Supervisor:
             retry_after=self._clock.time() + delay_s,
             **error,
         )
-        self._wait_then(delay_s, task_id, self._retry)
+        self._timers.wait_then(delay_s, task_id, self._retry)
         self.metrics.retries += 1
         log.warning(
             "Attempt failed ({}: {}); retry {} of {} in {:.3f} s",
@@ -462,20 +453,11 @@ class Supervisor:
             delay_s,
         )
 
-    def _wait_then(
-        self, delay_s: float, task_id: str, then: Callable[[str], None]
-    ) -> None:
-        self._waiting.add(task_id)
-
-        def fire() -> None:
-            self._waiting.discard(task_id)
-            then(task_id)
-
-        self._schedule(delay_s, fire)
-
     def block(self, task_id: str, recheck_s: float) -> None:
         """Fetch a BLOCKED task's input again after ``recheck_s`` (thread-safe)."""
-        self.post(lambda: self._wait_then(recheck_s, task_id, self._recheck_blocked))
+        self.post(
+            lambda: self._timers.wait_then(recheck_s, task_id, self._recheck_blocked)
+        )
 
     def _recheck_blocked(self, task_id: str) -> None:
         record = self._store.transition(
@@ -533,10 +515,12 @@ class Supervisor:
                 adopted += 1
         if adopted:
             logger.info("Recovery scan adopted {} unfinished tasks", adopted)
-        self._schedule(self._config.recovery_interval_s, lambda: self._recover(False))
+        self._timers.schedule(
+            self._config.recovery_interval_s, lambda: self._recover(False)
+        )
 
     def _handled(self) -> set[str]:
-        handled = set(self._waiting)
+        handled = set(self._timers.waiting)
         for pool in self._pools.values():
             handled.update(pool.queued())
         handled.update(w.task_id for w in self.fleet.workers.values() if w.task_id)
@@ -562,10 +546,10 @@ class Supervisor:
             )
         elif record.status is TaskStatus.TRANSIENT_FAILURE:
             wait_s = max(0.0, (record.retry_after or now_s) - now_s)
-            self._wait_then(wait_s, record.task_id, self._retry)
+            self._timers.wait_then(wait_s, record.task_id, self._retry)
         elif record.status is TaskStatus.BLOCKED:
             wait_s = max(0.0, (record.retry_after or now_s) - now_s)
-            self._wait_then(wait_s, record.task_id, self._recheck_blocked)
+            self._timers.wait_then(wait_s, record.task_id, self._recheck_blocked)
 
     # -- dispatch ------------------------------------------------------------------
 
