@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import zmq
@@ -33,6 +32,7 @@ from paas._errors import (
 from paas._health import diagnose
 from paas._metrics import Metrics
 from paas._pool import Pool, WorkerProcess, WorkerState
+from paas._transport import SupervisorTransport
 
 OnLost = Callable[[WorkerProcess, WorkerLost], None]
 OnUnavailable = Callable[[Pool], None]
@@ -64,23 +64,15 @@ class Fleet:
         self._worker_ids = itertools.count(1)
         self.worker_pids: dict[str, tuple[int, ...]] = {b: () for b in config.pools}
 
-    def attach(
-        self,
-        context: zmq.Context[zmq.Socket[bytes]],
-        poller: zmq.Poller,
-        ipc_dir: Path,
-        inbox_endpoint: str,
-    ) -> None:
-        """Give the fleet the supervisor's sockets' context and poller."""
-        self._context = context
-        self._poller = poller
-        self._ipc_dir = ipc_dir
-        self._inbox_endpoint = inbox_endpoint
+    def attach(self, transport: SupervisorTransport) -> None:
+        """Spawn workers against the supervisor's ipc dir, context and poller."""
+        self._transport = transport
+        self._poller = transport.poller
 
     def busy(self) -> int:
         return sum(w.state is WorkerState.BUSY for w in self.workers.values())
 
-    def next_wake_s(self, now_s: float) -> float | None:
+    def next_wake_s(self) -> float | None:
         """The earliest spawn time or attempt deadline the loop must wake for."""
         times = [
             pool.next_spawn_at_s
@@ -234,9 +226,9 @@ class Fleet:
             worker_id=next(self._worker_ids),
             backend=pool.backend,
             provers=pool.provers,
-            context=self._context,
-            ipc_dir=self._ipc_dir,
-            result_endpoint=self._inbox_endpoint,
+            context=self._transport.context,
+            ipc_dir=self._transport.ipc_dir,
+            result_endpoint=self._transport.inbox_endpoint,
             heartbeat_interval_s=self._config.heartbeat.interval_s,
             max_message_bytes=self._config.max_message_bytes,
             start_method=self._config.start_method,

@@ -107,13 +107,7 @@ class Supervisor:
 
     def start(self) -> None:
         self._transport = SupervisorTransport(self._config.max_message_bytes)
-        self.inbox_endpoint = self._transport.inbox_endpoint
-        self.fleet.attach(
-            self._transport.context,
-            self._transport.poller,
-            self._transport.ipc_dir,
-            self.inbox_endpoint,
-        )
+        self.fleet.attach(self._transport)
         # Recover before the loop runs and before any submit, so that no scan can
         # race a fetch of a brand-new task at launch.
         with self._store.batch():
@@ -123,6 +117,10 @@ class Supervisor:
         )
         self._thread.start()
         logger.info("Supervisor started with pools {}", dict(self._config.pools))
+
+    @property
+    def inbox_endpoint(self) -> str:
+        return self._transport.inbox_endpoint
 
     def post(self, command: Callable[[], None]) -> None:
         """Run ``command`` on the supervisor thread soon."""
@@ -216,10 +214,13 @@ class Supervisor:
 
     def _poll_timeout_ms(self) -> int:
         now_s = self._clock.monotonic()
-        wake_at_s = now_s + self._config.heartbeat.interval_s
-        candidates = [self._stop_at_s, self.fleet.next_wake_s(now_s)]
-        candidates.append(self._timers.next_due_s())
-        wake_at_s = min([wake_at_s, *(t for t in candidates if t is not None)])
+        candidates = [
+            now_s + self._config.heartbeat.interval_s,
+            self._stop_at_s,
+            self.fleet.next_wake_s(),
+            self._timers.next_due_s(),
+        ]
+        wake_at_s = min(t for t in candidates if t is not None)
         return max(0, int((wake_at_s - now_s) * 1000) + 1)
 
     def _run_commands(self) -> None:
