@@ -25,6 +25,28 @@ def _finite(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be finite, got {value!r}")
 
 
+def check_seconds(
+    name: str,
+    value: float | None,
+    *,
+    allow_zero: bool,
+    error: type[ValueError] = ConfigError,
+) -> None:
+    """Check an optional duration argument: None, or a finite number above 0.
+
+    ``allow_zero`` admits 0 too; ``error`` is the exception raised, so call
+    arguments (a wait timeout) and settings (a deadline) share the wording.
+    """
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise error(f"{name} must be a number or None, got {value!r}")
+    too_small = value < 0 if allow_zero else value <= 0
+    if not math.isfinite(value) or too_small:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise error(f"{name} must be finite and {bound}, got {value}")
+
+
 def _whole(name: str, value: int, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{name} must be an int, got {value!r}")

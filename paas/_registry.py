@@ -9,7 +9,6 @@ that can be checked before launch is checked here, so mistakes surface at
 from __future__ import annotations
 
 import hashlib
-import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 
 import dill
 
+from paas._config import check_seconds
 from paas._errors import ConfigError
 from paas._proofs import ProofStore
 
@@ -56,12 +56,7 @@ class Registration:
 
 
 def check_deadline(deadline_s: float | None) -> None:
-    if deadline_s is None:
-        return
-    if isinstance(deadline_s, bool) or not isinstance(deadline_s, int | float):
-        raise ConfigError(f"deadline_s must be a number or None, got {deadline_s!r}")
-    if not math.isfinite(deadline_s) or deadline_s <= 0:
-        raise ConfigError(f"deadline_s must be finite and > 0, got {deadline_s}")
+    check_seconds("deadline_s", deadline_s, allow_zero=False)
 
 
 def check_proof_store(store: object) -> None:

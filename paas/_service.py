@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import atexit
 import itertools
-import math
 import random
 import signal
 import threading
@@ -27,7 +26,7 @@ import msgspec
 from loguru import logger
 
 from paas._clock import Clock, SystemClock
-from paas._config import ServiceConfig
+from paas._config import ServiceConfig, check_seconds
 from paas._errors import (
     ConfigError,
     EncodingError,
@@ -361,7 +360,7 @@ class ServiceHandle:
 
     def prune(self, older_than_s: float) -> int:
         """Forget finished tasks last updated more than ``older_than_s`` ago."""
-        _check_timeout(older_than_s, name="older_than_s")
+        check_seconds("older_than_s", older_than_s, allow_zero=True, error=ValueError)
         return self._store.prune(self._clock.time() - older_than_s)
 
     def metrics(self) -> dict[str, int]:
@@ -374,7 +373,7 @@ class ServiceHandle:
         Raises ``TimeoutError`` if ``timeout_s`` passes first, ``TaskNotFound`` at
         once for an unknown id, and :class:`ServiceClosedError` if the service stops.
         """
-        _check_timeout(timeout_s)
+        check_seconds("timeout_s", timeout_s, allow_zero=True, error=ValueError)
         deadline_s = None if timeout_s is None else self._clock.monotonic() + timeout_s
         while True:
             # Listen first, then look: a task that ends in between still wakes us.
@@ -492,15 +491,6 @@ class ServiceHandle:
 
     def _notify_finished(self, task_id: str) -> None:
         self._waiters.wake(task_id)
-
-
-def _check_timeout(value: float | None, name: str = "timeout_s") -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name} must be a number or None, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {value}")
 
 
 def _parse_status(value: object) -> TaskStatus:
