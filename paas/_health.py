@@ -34,7 +34,7 @@ def diagnose(
         return None
     return (
         _past_deadline(worker, now_s)
-        or _over_memory(worker, config.max_worker_memory_bytes)
+        or _over_memory(worker, now_s, config)
         or _silent_and_idle(worker, now_s, config.heartbeat.timeout_s)
     )
 
@@ -50,9 +50,17 @@ def _past_deadline(worker: WorkerProcess, now_s: float) -> WorkerLost | None:
     )
 
 
-def _over_memory(worker: WorkerProcess, limit_bytes: int | None) -> WorkerLost | None:
+def _over_memory(
+    worker: WorkerProcess, now_s: float, config: ServiceConfig
+) -> WorkerLost | None:
+    limit_bytes = config.max_worker_memory_bytes
     if limit_bytes is None:
         return None
+    # diagnose() runs on every loop step; reading /proc that often would put
+    # file I/O per worker on the dispatch path, so sample once per heartbeat.
+    if now_s - worker.memory_checked_at_s < config.heartbeat.interval_s:
+        return None
+    worker.memory_checked_at_s = now_s
     rss_bytes = worker.rss_bytes()
     if rss_bytes is None or rss_bytes <= limit_bytes:
         return None

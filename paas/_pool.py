@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import math
 import os
 import signal
 from collections import deque
@@ -73,6 +74,7 @@ class WorkerProcess:
         self.attempt_deadline_s: float | None = None
         self.attempt_deadline_at_s: float | None = None
         self.silent_but_busy = 0
+        self.memory_checked_at_s = -math.inf
         self.tasks_done = 0
         self.start_error = ""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import paas
@@ -31,6 +32,7 @@ class FakeWorker:
     attempt_deadline_s: float | None = None
     attempt_deadline_at_s: float | None = None
     silent_but_busy: int = 0
+    memory_checked_at_s: float = -math.inf
 
     def cpu_time_s(self) -> float | None:
         return self.cpu_s
@@ -96,6 +98,17 @@ def test_deadline_applies_only_to_the_running_attempt() -> None:
     assert isinstance(error, paas.DeadlineExceeded) and error.deadline_s == 1.0
     worker.state = WorkerState.IDLE
     assert _diagnose(worker, clock) is None
+
+
+def test_memory_is_sampled_once_per_heartbeat_interval() -> None:
+    clock = paas.FakeClock(start_s=0.0)
+    worker = FakeWorker(rss=10 << 20)
+    assert _diagnose(worker, clock) is None
+    worker.rss = 200 << 20
+    clock.advance(0.4)
+    assert _diagnose(worker, clock) is None  # not sampled again yet
+    clock.advance(0.1)
+    assert isinstance(_diagnose(worker, clock), paas.MemoryLimitExceeded)
 
 
 def test_memory_over_the_cap_is_killed_with_the_numbers() -> None:
